@@ -1,0 +1,3 @@
+from spotrec.cli import main
+
+raise SystemExit(main())

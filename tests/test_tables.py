@@ -1,0 +1,65 @@
+import datetime as dt
+
+import pytest
+from chispa import assert_df_equality
+
+from spotrec import columns as C
+from spotrec.errors import MissingTableError, SchemaMismatchError
+from spotrec.tables import PLAY_COUNTS, SILVER_EVENTS, Storage, conform
+
+
+def _counts(spark, rows):
+    return spark.createDataFrame(rows, "user_id string, track_id string, play_count long, source string")
+
+
+def test_merge_new_inserts_only_unseen_keys_and_is_idempotent(spark, storage: Storage) -> None:
+    storage.merge_new(PLAY_COUNTS, _counts(spark, [("u1", "t1", 3, "x"), ("u1", "t2", 1, "x")]))
+    storage.merge_new(PLAY_COUNTS, _counts(spark, [("u1", "t1", 99, "x"), ("u2", "t1", 5, "x")]))
+    v = storage.version(PLAY_COUNTS)
+    storage.merge_new(PLAY_COUNTS, _counts(spark, [("u2", "t1", 5, "x")]))
+    expected = _counts(spark, [("u1", "t1", 3, "x"), ("u1", "t2", 1, "x"), ("u2", "t1", 5, "x")])
+    assert_df_equality(storage.read(PLAY_COUNTS), expected, ignore_row_order=True, ignore_nullable=True)
+    assert storage.version(PLAY_COUNTS) == v  # a MERGE that inserts nothing commits nothing
+
+
+def test_upsert_updates_matching_keys(spark, storage: Storage) -> None:
+    storage.upsert(PLAY_COUNTS, _counts(spark, [("u1", "t1", 3, "x")]))
+    storage.upsert(PLAY_COUNTS, _counts(spark, [("u1", "t1", 4, "x"), ("u3", "t9", 1, "x")]))
+    expected = _counts(spark, [("u1", "t1", 4, "x"), ("u3", "t9", 1, "x")])
+    assert_df_equality(storage.read(PLAY_COUNTS), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_replace_where_touches_one_partition(spark, storage: Storage) -> None:
+    def events(rows):
+        df = spark.createDataFrame(rows, "event_id string, d date")
+        for f in SILVER_EVENTS.schema.fields:
+            if f.name not in (C.EVENT_ID,):
+                df = df.withColumn(f.name, df["d"] if f.name == C.EVENT_DATE else _const(f))
+        return df.drop("d")
+
+    day1, day2 = dt.date(2026, 1, 1), dt.date(2026, 1, 2)
+    storage.overwrite(SILVER_EVENTS, events([("a", day1), ("b", day2)]))
+    storage.replace_where(SILVER_EVENTS, events([("c", day2)]), f"{C.EVENT_DATE} = '2026-01-02'")
+    got = sorted((r[C.EVENT_ID], r[C.EVENT_DATE]) for r in storage.read(SILVER_EVENTS).collect())
+    assert got == [("a", day1), ("c", day2)]
+
+
+def _const(field):
+    from pyspark.sql import functions as F
+
+    defaults = {"string": "x", "bigint": 1, "int": 1, "boolean": False, "timestamp": None}
+    value = defaults.get(field.dataType.simpleString())
+    if field.dataType.simpleString() == "timestamp":
+        return F.lit(dt.datetime(2026, 1, 1)).cast("timestamp")
+    return F.lit(value).cast(field.dataType)
+
+
+def test_missing_table_names_the_step_to_run(storage: Storage) -> None:
+    with pytest.raises(MissingTableError, match="run `spotrec ingest` first"):
+        storage.read(PLAY_COUNTS)
+
+
+def test_conform_rejects_missing_columns(spark) -> None:
+    df = spark.createDataFrame([("u1", "t1")], "user_id string, track_id string")
+    with pytest.raises(SchemaMismatchError, match=r"missing column\(s\) \['play_count', 'source'\]"):
+        conform(df, PLAY_COUNTS)
