@@ -52,30 +52,66 @@ class SparkConfig:
 
 @dataclass
 class GenerateConfig:
-    """The synthetic listening world (see ``spotrec.synth``)."""
+    """The synthetic listening world (see ``spotrec.synth``); same values -> the same files."""
 
     users: int = 2000
+    """Listeners; events are generated per user on executors, so this scales linearly."""
     artists: int = 300
+    """Artists in the catalogue (built on the driver and broadcast)."""
     albums_per_artist: int = 3
+    """Albums per artist."""
     tracks_per_album: int = 8
+    """Tracks per album; the catalogue has ``artists * albums_per_artist * tracks_per_album`` tracks."""
     taste_groups: int = 8
     """Latent taste groups; each user and each artist belongs mostly to one."""
+    taste_dim: int = 16
+    """Dimension of the hidden taste vectors (groups are orthogonal directions when ``>= taste_groups``)."""
+    taste_strength: float = 5.0
+    """How strongly a user's track choice follows taste: weight ``zipf * exp(taste_strength * affinity)``."""
     weeks: int = 6
+    """Weeks of listening to generate."""
     start_date: str = "2026-09-07"
     """Monday of the first generated week (UTC)."""
-    sessions_per_user_week: float = 2.0
+    sessions_per_user_week: float = 2.5
+    """Mean listening sessions per user and week (scaled by each user's hidden activity level)."""
     session_length_mean: float = 12.0
+    """Mean planned tracks per session (playlist, album and radio contexts); quits end sessions earlier."""
+    repeat_probability: float = 0.15
+    """Chance that a radio or search slot replays one of the user's favourite tracks instead."""
     zipf_exponent: float = 1.1
+    """Popularity: the track of popularity rank r (0-based) has base weight ``(r + 1) ** -zipf_exponent``."""
     playlists_per_user: float = 1.0
+    """Mean user-made playlists per user (Poisson)."""
     bad_row_fraction: float = 0.002
     """Fraction of raw rows deliberately corrupted (missing ids, negative ms, future ts, dupes)."""
     partitions: int = 8
+    """Spark partitions the users are split into (the output does not depend on it)."""
     seed: int = 42
+    """Seed of every random draw (catalogue and per-user streams)."""
+
+
+@dataclass
+class SourceSpec:
+    """One input for ``spotrec ingest``."""
+
+    kind: str = "events"
+    """events | tracks | playlists | play_counts"""
+    format: str = "generic_parquet"
+    """A reader name from ``spotrec.sources`` (e.g. spotify_extended, lastfm_1k, mssd, hetrec, yes)."""
+    path: str = ""
+    """File, folder or glob (any Hadoop URI)."""
+    source: str | None = None
+    """Label stored in the ``source`` column (default: the format)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Reader options, e.g. ``user_id`` for single-user exports or a column ``mapping`` for generic files."""
 
 
 @dataclass
 class IngestConfig:
-    """Validation rules for raw -> silver."""
+    """Validation rules for raw -> silver, and what to ingest."""
+
+    sources: list[SourceSpec] = field(default_factory=list)
+    """Inputs; empty means the synthetic world written by ``spotrec generate`` under ``storage.raw_dir``."""
 
     max_ms_played: int = 4 * 60 * 60 * 1000
     """Longer plays than this are quarantined as absurd (4 hours)."""
@@ -97,6 +133,10 @@ class MatrixConfig:
     """Added once per explicit save / like event."""
     skip_penalty: float = 0.5
     """Subtracted per skipped play."""
+    skip_threshold_ms: int = 30_000
+    """When a format has no skip flag, a play shorter than this counts as a skip (Spotify's 30 s stream rule)."""
+    default_duration_ms: int = 210_000
+    """Track length assumed when neither the event nor the catalogue knows it."""
     half_life_days: float = 90.0
     """A play ``half_life_days`` older than ``as_of`` counts half; 0 disables decay."""
     as_of: str | None = None
@@ -170,11 +210,13 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        return {str(k): _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):
-        if tp is str and isinstance(value, (int, float, datetime.date)) and not isinstance(value, bool):
+        if tp is str and isinstance(value, bool):
+            return "true" if value else "false"
+        if tp is str and isinstance(value, (int, float, datetime.date)):
             return value.isoformat() if isinstance(value, datetime.date) else str(value)
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")

@@ -46,7 +46,14 @@ def _schema(*fields: tuple[str, T.DataType, bool]) -> T.StructType:
     return T.StructType([T.StructField(n, t, nullable) for n, t, nullable in fields])
 
 
-S, L, I, D, B, TS = T.StringType(), T.LongType(), T.IntegerType(), T.DoubleType(), T.BooleanType(), T.TimestampType()
+S, L, I, D, B, TS = (
+    T.StringType(),
+    T.LongType(),
+    T.IntegerType(),
+    T.DoubleType(),
+    T.BooleanType(),
+    T.TimestampType(),
+)
 FLOATS = T.ArrayType(T.FloatType(), containsNull=False)
 
 _RAW_EVENT_FIELDS: list[tuple[str, T.DataType, bool]] = [
@@ -290,7 +297,12 @@ MODEL_METRICS = TableSpec(
 USER_FACTORS = TableSpec(
     "gold",
     "user_factors",
-    _schema((C.USER_IDX, I, False), (C.USER_ID, S, False), ("features", FLOATS, False), (C.MODEL_VERSION, S, False)),
+    _schema(
+        (C.USER_IDX, I, False),
+        (C.USER_ID, S, False),
+        ("features", FLOATS, False),
+        (C.MODEL_VERSION, S, False),
+    ),
     keys=(C.USER_ID,),
     produced_by="als",
     description="ALS user factor vectors of the latest model version.",
@@ -299,7 +311,12 @@ USER_FACTORS = TableSpec(
 TRACK_FACTORS = TableSpec(
     "gold",
     "track_factors",
-    _schema((C.TRACK_IDX, I, False), (C.TRACK_ID, S, False), ("features", FLOATS, False), (C.MODEL_VERSION, S, False)),
+    _schema(
+        (C.TRACK_IDX, I, False),
+        (C.TRACK_ID, S, False),
+        ("features", FLOATS, False),
+        (C.MODEL_VERSION, S, False),
+    ),
     keys=(C.TRACK_ID,),
     produced_by="als",
     description="ALS track factor vectors of the latest model version.",

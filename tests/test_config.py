@@ -22,7 +22,7 @@ def test_unknown_key_is_an_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_wrong_type_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="als.rank: expected int"):
+    with pytest.raises(ConfigError, match=r"als\.rank: expected int"):
         load_config(None, ["als.rank=many"])
 
 

@@ -1,0 +1,172 @@
+"""`spotrec <step>`: one command per pipeline step, and `spotrec pipeline` for all of them in order.
+
+Every step reads its inputs from tables, writes its outputs to tables and records a row in ops.runs.
+A step that fails prints one line saying what to fix and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from spotrec import tables as T
+from spotrec.config import Config, SourceSpec, load_config
+from spotrec.errors import SpotrecError
+from spotrec.ops import tracked_run
+from spotrec.spark import get_spark
+from spotrec.tables import Storage
+
+log = logging.getLogger("spotrec")
+
+
+@dataclass
+class Context:
+    spark: SparkSession
+    storage: Storage
+    cfg: Config
+    args: argparse.Namespace
+
+
+def step_generate(ctx: Context) -> None:
+    from spotrec.synth.world import generate_world
+
+    s = ctx.cfg.storage
+    result = generate_world(ctx.spark, ctx.cfg.generate, s.raw_dir, s.artifacts_dir)
+    print(f"[generate] {result}")
+
+
+def step_ingest(ctx: Context) -> None:
+    from spotrec.ingest.job import run_ingest
+
+    sources = [_parse_source(s) for s in (ctx.args.source or [])]
+    with tracked_run(
+        ctx.spark,
+        ctx.storage,
+        ctx.cfg,
+        "ingest",
+        inputs=[],
+        outputs=[T.BRONZE_EVENTS, T.SILVER_EVENTS, T.QUARANTINE, T.TRACKS, T.PLAYLISTS, T.PLAY_COUNTS],
+    ) as run_id:
+        run_ingest(ctx.spark, ctx.storage, ctx.cfg, run_id, sources or None)
+
+
+def step_matrix(ctx: Context) -> None:
+    from spotrec.features.matrix import run_matrix
+
+    with tracked_run(
+        ctx.spark,
+        ctx.storage,
+        ctx.cfg,
+        "matrix",
+        inputs=[T.SILVER_EVENTS, T.PLAY_COUNTS],
+        outputs=[T.INTERACTIONS, T.USER_INDEX, T.TRACK_INDEX],
+    ):
+        run_matrix(ctx.spark, ctx.storage, ctx.cfg)
+
+
+STEPS: dict[str, Callable[[Context], None]] = {
+    "generate": step_generate,
+    "ingest": step_ingest,
+    "matrix": step_matrix,
+}
+PIPELINE = ["generate", "ingest", "matrix"]
+
+
+def _parse_source(text: str) -> SourceSpec:
+    """``KIND:FORMAT=PATH`` or ``FORMAT=PATH`` (kind events)."""
+    if "=" not in text:
+        raise SpotrecError(f"--source {text!r} must look like FORMAT=PATH or KIND:FORMAT=PATH")
+    head, path = text.split("=", 1)
+    kind, fmt = head.split(":", 1) if ":" in head else ("events", head)
+    return SourceSpec(kind=kind, format=fmt, path=path)
+
+
+def summarize_tables(storage: Storage) -> str:
+    """Rows and Delta version of every table that exists, as an aligned text table."""
+    lines = [f"{'table':32} {'rows':>12} {'version':>8}  location"]
+    for spec in T.ALL_TABLES:
+        if not storage.exists(spec):
+            continue
+        rows = storage.read(spec).count()
+        where = storage.table_name(spec) if storage.uses_catalog else storage.path(spec)
+        lines.append(f"{spec.full_name:32} {rows:>12,} {storage.version(spec)!s:>8}  {where}")
+    return "\n".join(lines)
+
+
+def step_pipeline(ctx: Context) -> None:
+    for name in PIPELINE:
+        if name in ctx.args.skip:
+            continue
+        started = time.time()
+        print(f"\n=== spotrec {name} ===", flush=True)
+        STEPS[name](ctx)
+        print(f"=== {name} done in {time.time() - started:.0f}s ===", flush=True)
+    print("\nTables written:\n" + summarize_tables(ctx.storage))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    def add_common(p: argparse.ArgumentParser, default: object) -> None:
+        # Accepted before or after the step name (jobs/<step>.py pass them after it).
+        p.add_argument("--config", "-c", default=default, help="YAML config file (see conf/demo.yaml)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=default,
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. als.rank=64",
+        )
+        p.add_argument("--log-level", default=default if default is argparse.SUPPRESS else "INFO")
+
+    parser = argparse.ArgumentParser(prog="spotrec", description=__doc__)
+    add_common(parser, None)
+    common = argparse.ArgumentParser(add_help=False)
+    add_common(common, argparse.SUPPRESS)
+    sub = parser.add_subparsers(dest="step", required=True)
+    sub.add_parser("generate", parents=[common], help="write the synthetic listening world to storage.raw_dir")
+    ingest = sub.add_parser("ingest", parents=[common], help="raw files -> bronze -> silver + quarantine")
+    ingest.add_argument(
+        "--source",
+        action="append",
+        help="FORMAT=PATH or KIND:FORMAT=PATH (kinds: events, tracks, playlists, play_counts); "
+        "default: ingest.sources from the config, else the synthetic world",
+    )
+    sub.add_parser("matrix", parents=[common], help="silver -> gold.interactions (weighted play-count matrix)")
+    pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
+    pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")
+    sub.add_parser("tables", parents=[common], help="list the tables that exist with rows and versions")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    try:
+        cfg = load_config(args.config, args.set or [])
+        spark = get_spark(cfg.spark)
+        spark.sparkContext.setCheckpointDir(cfg.storage.checkpoint_dir)
+        ctx = Context(spark=spark, storage=Storage(spark, cfg.storage), cfg=cfg, args=args)
+        if args.step == "pipeline":
+            step_pipeline(ctx)
+        elif args.step == "tables":
+            print(summarize_tables(ctx.storage))
+        else:
+            STEPS[args.step](ctx)
+    except SpotrecError as exc:
+        print(f"spotrec {args.step}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Model inputs derived from silver: the weighted play-count matrix, id indexes, sequences, documents."""

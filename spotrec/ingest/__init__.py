@@ -1,0 +1,1 @@
+"""raw -> bronze -> silver (+ quarantine): validation, deduplication, idempotent MERGE writes."""
