@@ -90,7 +90,7 @@ def _parse_source(text: str) -> SourceSpec:
 def summarize_tables(storage: Storage) -> str:
     """Rows and Delta version of every table that exists, as an aligned text table."""
     lines = [f"{'table':32} {'rows':>12} {'version':>8}  location"]
-    for spec in T.ALL_TABLES:
+    for spec in T.all_tables():
         if not storage.exists(spec):
             continue
         rows = storage.read(spec).count()

@@ -10,6 +10,7 @@ that drops or renames a column fails here with a message instead of producing a 
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -393,6 +394,22 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     RUNS,
     MODEL_METRICS,
 )
+
+
+def all_tables() -> tuple[TableSpec, ...]:
+    """Every declared table, including those the model packages declare in their own modules."""
+    specs = list(ALL_TABLES)
+    for module in EXTRA_TABLE_MODULES:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        specs += [v for v in vars(mod).values() if isinstance(v, TableSpec) and v not in specs]
+    return tuple(specs)
+
+
+EXTRA_TABLE_MODULES: tuple[str, ...] = ()
+"""Modules whose module-level TableSpec constants are part of the catalogue (model packages)."""
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
