@@ -72,7 +72,7 @@ class GenerateConfig:
     """Weeks of listening to generate."""
     start_date: str = "2026-09-07"
     """Monday of the first generated week (UTC)."""
-    sessions_per_user_week: float = 2.5
+    sessions_per_user_week: float = 3.5
     """Mean listening sessions per user and week (scaled by each user's hidden activity level)."""
     session_length_mean: float = 12.0
     """Mean planned tracks per session (playlist, album and radio contexts); quits end sessions earlier."""

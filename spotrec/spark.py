@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -67,6 +68,9 @@ def delta_builder(cfg: SparkConfig) -> SparkSession.Builder:
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
     )
+    # Local Python workers must use this interpreter (the venv with numpy/torch), not whatever `python3`
+    # is first on PATH; pyspark reads the variable when the context starts.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     jars = _delta_jars()
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
