@@ -44,7 +44,7 @@ def step_generate(ctx: Context) -> None:
 def step_ingest(ctx: Context) -> None:
     from spotrec.ingest.job import run_ingest
 
-    sources = [_parse_source(s) for s in (ctx.args.source or [])]
+    sources = [_parse_source(s) for s in (getattr(ctx.args, "source", None) or [])]
     with tracked_run(
         ctx.spark,
         ctx.storage,
@@ -70,12 +70,65 @@ def step_matrix(ctx: Context) -> None:
         run_matrix(ctx.spark, ctx.storage, ctx.cfg)
 
 
+def playlist_week(storage: Storage) -> str:
+    """The Monday after the newest interaction: the week the playlist is for."""
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    from spotrec import columns as C
+
+    row = storage.read(T.INTERACTIONS).agg(F.max(C.LAST_PLAYED)).first()
+    latest = row[0].date() if row and row[0] else dt.date.today()
+    return (latest + dt.timedelta(days=7 - latest.weekday())).isoformat()
+
+
+def step_evaluate(ctx: Context) -> None:
+    from spotrec.evaluation.discover_eval import run_discover_evaluation
+
+    with tracked_run(
+        ctx.spark, ctx.storage, ctx.cfg, "evaluate", inputs=[T.SILVER_EVENTS, T.TRACKS], outputs=[T.MODEL_METRICS]
+    ) as run_id:
+        run_discover_evaluation(ctx.spark, ctx.storage, ctx.cfg, run_id)
+
+
+def step_als(ctx: Context) -> None:
+    import dataclasses
+
+    from spotrec.discover import run_discover
+    from spotrec.evaluation.discover_eval import run_als_tuning
+
+    outputs = [
+        T.USER_FACTORS,
+        T.TRACK_FACTORS,
+        T.DISCOVER_WEEKLY,
+        T.SIMILAR_TRACKS,
+        T.TASTE_CLUSTERS,
+        T.USER_TASTE_PROFILE,
+        T.MODEL_METRICS,
+    ]
+    with tracked_run(
+        ctx.spark, ctx.storage, ctx.cfg, "als", inputs=[T.INTERACTIONS, T.TRACKS, T.SILVER_EVENTS], outputs=outputs
+    ) as run_id:
+        if getattr(ctx.args, "tune", False):
+            best = run_als_tuning(ctx.spark, ctx.storage, ctx.cfg, run_id)
+            ctx.cfg.als = dataclasses.replace(ctx.cfg.als, **best)
+            print(f"[als] training the final model with {best}")
+        week = getattr(ctx.args, "week", None) or playlist_week(ctx.storage)
+        summary = run_discover(ctx.spark, ctx.storage, ctx.cfg, run_id, week)
+        print(f"[als] model {summary['model_version']}, Discover Weekly for week {summary['week']}")
+        for table, rows in summary["rows"].items():
+            print(f"[als]   {table}: {rows:,} rows")
+
+
 STEPS: dict[str, Callable[[Context], None]] = {
     "generate": step_generate,
     "ingest": step_ingest,
     "matrix": step_matrix,
+    "evaluate": step_evaluate,
+    "als": step_als,
 }
-PIPELINE = ["generate", "ingest", "matrix"]
+PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als"]
 
 
 def _parse_source(text: str) -> SourceSpec:
@@ -137,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
         "default: ingest.sources from the config, else the synthetic world",
     )
     sub.add_parser("matrix", parents=[common], help="silver -> gold.interactions (weighted play-count matrix)")
+    sub.add_parser("evaluate", parents=[common], help="ALS vs baselines on a last-week split -> ops.model_metrics")
+    als = sub.add_parser("als", parents=[common], help="implicit ALS -> factors, Discover Weekly, similar, tastes")
+    als.add_argument("--week", help="playlist week (a Monday, YYYY-MM-DD); default: after the newest play")
+    als.add_argument("--tune", action="store_true", help="grid-search rank/regParam/alpha first (als.tune_*)")
     pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
     pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")
     sub.add_parser("tables", parents=[common], help="list the tables that exist with rows and versions")

@@ -26,7 +26,11 @@ def render_table(spec: TableSpec) -> str:
     lines = [f"## {spec.full_name}", "", spec.description, ""]
     lines.append(f"- keys: {', '.join(spec.keys) or '-'}")
     lines.append(f"- partitioned by: {', '.join(spec.partition_by) or '-'}")
-    lines.append(f"- written by: `spotrec {spec.produced_by}`" if " " not in spec.produced_by else f"- written by: {spec.produced_by}")
+    lines.append(
+        f"- written by: `spotrec {spec.produced_by}`"
+        if " " not in spec.produced_by
+        else f"- written by: {spec.produced_by}"
+    )
     lines += ["", "| column | type | nullable |", "|---|---|---|"]
     for f in spec.schema.fields:
         lines.append(f"| {f.name} | {f.dataType.simpleString()} | {'yes' if f.nullable else 'no'} |")

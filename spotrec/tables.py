@@ -110,7 +110,7 @@ SILVER_EVENTS = TableSpec(
         (C.USER_ID, S, False),
         (C.TRACK_ID, S, False),
         (C.TS, TS, False),
-        (C.MS_PLAYED, L, False),
+        (C.MS_PLAYED, L, True),
         (C.TRACK_DURATION_MS, L, True),
         (C.CONTEXT_TYPE, S, True),
         (C.CONTEXT_ID, S, True),

@@ -48,6 +48,7 @@ def test_each_bad_input_gets_its_reason(spark):
             good(ms_played="-5"),  # 8
             good(ms_played=str(5 * 60 * 60 * 1000)),  # 9: 5 hours
             good(ts="2026-11-01 10:00", ms_played="1000.0"),  # 10: clean (basic export spelling, float ms)
+            good(ms_played=None),  # 11: clean: scrobbles have no play length
         ],
     )
     clean, quarantine = validate_events(with_bookkeeping(raw), now=NOW)
@@ -63,9 +64,10 @@ def test_each_bad_input_gets_its_reason(spark):
         8: "negative_ms_played",
         9: "absurd_ms_played",
     }
-    rows = clean.select(C.RECORD_NO, C.TS, C.MS_PLAYED, C.EVENT_DATE).collect()
+    rows = clean.select(C.RECORD_NO, C.TS, C.MS_PLAYED, C.EVENT_DATE).orderBy(C.RECORD_NO).collect()
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        (10, dt.datetime(2026, 11, 1, 10, 0), 1000, dt.date(2026, 11, 1))
+        (10, dt.datetime(2026, 11, 1, 10, 0), 1000, dt.date(2026, 11, 1)),
+        (11, dt.datetime(2026, 11, 1, 10, 0), None, dt.date(2026, 11, 1)),
     ]
 
 

@@ -94,6 +94,19 @@ def test_older_streams_decay_with_half_life_but_saves_do_not(spark):
     _check(spark, got, [("u1", "t1", 0.5, 1, 0, 0), ("u1", "t2", 0.25, 1, 0, 0), ("u1", "t3", 2.25, 1, 0, 1)])
 
 
+def test_plays_without_length_count_as_full_unless_skipped(spark):
+    got = _run(
+        spark,
+        [
+            ("u1", "t1", AS_OF, None, None, None, False),  # a scrobble: full play
+            ("u1", "t2", AS_OF, None, None, True, False),  # an MSSD skip: 0 - 0.5
+            ("u1", "t2", AS_OF, None, None, False, False),  # an MSSD listen: 1.0
+        ],
+        skip_penalty=0.5,
+    )
+    _check(spark, got, [("u1", "t1", 1.0, 1, 0, 0), ("u1", "t2", 0.5, 2, 1, 0)])
+
+
 def test_min_play_fraction_ignores_sampled_intros(spark):
     got = _run(
         spark,

@@ -3,7 +3,8 @@
 Each event contributes to its (user, track) cell's confidence:
 
 * a stream adds ``stream_weight * fraction played`` (0 below ``min_play_fraction``), so a full play
-  counts more than a sampled intro;
+  counts more than a sampled intro; formats without a play length (Last.fm scrobbles, MSSD) count a
+  non-skipped play as a full one;
 * a skip subtracts ``skip_penalty`` (skips count against the track);
 * an explicit save / like adds ``save_boost`` (explicit signals outweigh implicit ones);
 * streams and skips decay with age: an event ``half_life_days`` older than ``as_of`` counts half.
@@ -47,8 +48,12 @@ def event_weights(events: DataFrame, weights: MatrixConfig, as_of: dt.datetime) 
     """Per event: is_skip, is_save, play fraction and the event's contribution to confidence."""
     _require(events, REQUIRED_EVENT_COLUMNS, "build_interactions")
     duration = F.coalesce(F.col(C.TRACK_DURATION_MS).cast("double"), F.lit(float(weights.default_duration_ms)))
-    fraction = F.least(F.col(C.MS_PLAYED).cast("double") / duration, F.lit(1.0))
-    is_skip = F.coalesce(F.col(C.SKIPPED), F.col(C.MS_PLAYED) < weights.skip_threshold_ms)
+    is_skip = F.coalesce(F.col(C.SKIPPED), F.col(C.MS_PLAYED) < weights.skip_threshold_ms, F.lit(False))
+    # Formats without play length (Last.fm scrobbles, MSSD) count a non-skipped play as a full one.
+    # (least() ignores nulls, so the missing length must be handled before it.)
+    fraction = F.when(F.col(C.MS_PLAYED).isNull(), F.when(is_skip, 0.0).otherwise(1.0)).otherwise(
+        F.least(F.col(C.MS_PLAYED).cast("double") / duration, F.lit(1.0))
+    )
     is_save = F.coalesce(F.col(C.SAVED), F.lit(False))
     stream = F.when(fraction >= weights.min_play_fraction, weights.stream_weight * fraction).otherwise(0.0)
     age_days = (F.lit(as_of).cast("timestamp").cast("double") - F.col(C.TS).cast("double")) / 86400.0
@@ -87,7 +92,7 @@ def build_interactions(events: DataFrame, *, weights: MatrixConfig, as_of: dt.da
         F.count(F.lit(1)).alias(C.PLAYS),
         F.sum(F.col("_skip").cast("long")).alias(C.SKIPS),
         F.sum(F.col("_save").cast("long")).alias(C.SAVES),
-        F.sum(C.MS_PLAYED).alias(C.MS_PLAYED),
+        F.coalesce(F.sum(C.MS_PLAYED), F.lit(0)).alias(C.MS_PLAYED),
         F.max(C.TS).alias(C.LAST_PLAYED),
     )
 

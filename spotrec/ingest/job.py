@@ -224,7 +224,10 @@ def run_ingest(
             if src.format == "canonical_parquet":
                 df = spark.read.parquet(src.path)
             elif src.kind == "playlists":
-                df = readers.read_playlists(spark, src.format, src.path, **src.options)
+                read = readers.read_playlists(spark, src.format, src.path, **src.options)
+                n_tracks = ingest_table_rows(storage, TRACKS, read.tracks, src.source or src.format)
+                print(f"[ingest] playlist tracks {src.format} {src.path}: {n_tracks:,} rows merged into silver.tracks")
+                df = read.playlists
             elif src.kind == "play_counts":
                 df = readers.read_play_counts(spark, src.format, src.path, **src.options)
             else:

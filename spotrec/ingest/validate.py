@@ -83,7 +83,8 @@ def reason_column(
         .when(_blank(C.TRACK_ID), F.lit(MISSING_TRACK))
         .when(ts.isNull(), F.lit(UNPARSEABLE_TS))
         .when(ts > limit, F.lit(FUTURE_TS))
-        .when(ms.isNull(), F.lit(INVALID_MS))
+        # Absent is allowed (Last.fm scrobbles and MSSD carry no play length); present but not a number is not.
+        .when(ms.isNull() & ~_blank(C.MS_PLAYED), F.lit(INVALID_MS))
         .when(ms < 0, F.lit(NEGATIVE_MS))
         .when(ms > max_ms_played, F.lit(ABSURD_MS))
     )
