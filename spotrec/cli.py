@@ -121,14 +121,22 @@ def step_als(ctx: Context) -> None:
             print(f"[als]   {table}: {rows:,} rows")
 
 
+def step_report(ctx: Context) -> None:
+    from spotrec.evaluation.report import write_report
+
+    path = write_report(ctx.spark, ctx.storage, f"{ctx.cfg.storage.artifacts_dir}/report.html")
+    print(f"[report] wrote {path}")
+
+
 STEPS: dict[str, Callable[[Context], None]] = {
     "generate": step_generate,
     "ingest": step_ingest,
     "matrix": step_matrix,
     "evaluate": step_evaluate,
     "als": step_als,
+    "report": step_report,
 }
-PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als"]
+PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "report"]
 
 
 def _parse_source(text: str) -> SourceSpec:
@@ -194,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     als = sub.add_parser("als", parents=[common], help="implicit ALS -> factors, Discover Weekly, similar, tastes")
     als.add_argument("--week", help="playlist week (a Monday, YYYY-MM-DD); default: after the newest play")
     als.add_argument("--tune", action="store_true", help="grid-search rank/regParam/alpha first (als.tune_*)")
+    sub.add_parser("report", parents=[common], help="write an HTML report with plots beside the tables")
     pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
     pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")
     sub.add_parser("tables", parents=[common], help="list the tables that exist with rows and versions")

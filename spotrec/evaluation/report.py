@@ -1,0 +1,194 @@
+"""`spotrec report`: one self-contained HTML file with plots of what the pipeline produced.
+
+Plots are inline SVG drawn here (no plotting dependency, nothing fetched when the page opens): the
+popularity long tail, each model's metrics beside the baselines across runs, a 2-D map of the track
+factors coloured by taste cluster, and any per-episode curves that the RL step logged.
+Only small aggregates reach the driver (at most a few thousand points per plot).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from spotrec import columns as C
+from spotrec.tables import INTERACTIONS, MODEL_METRICS, QUARANTINE, TASTE_CLUSTERS, TRACK_FACTORS, Storage
+
+PALETTE = ["#1db954", "#2e77d0", "#e8115b", "#ff9f1c", "#8d67ab", "#148a08", "#dc148c", "#509bf5", "#a56752", "#777"]
+W, H, PAD = 640, 320, 48
+
+
+def _scale(values: Sequence[float], lo_px: float, hi_px: float, *, log: bool = False) -> list[float]:
+    vals = [math.log10(max(v, 1e-9)) if log else v for v in values]
+    lo, hi = min(vals), max(vals)
+    span = hi - lo or 1.0
+    return [lo_px + (v - lo) / span * (hi_px - lo_px) for v in vals]
+
+
+def _frame(title: str, body: str, x_label: str, y_label: str) -> str:
+    return (
+        f'<figure><svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{html.escape(title)}">'
+        f'<rect x="{PAD}" y="8" width="{W - PAD - 8}" height="{H - PAD - 8}" fill="none" stroke="#ccc"/>'
+        f"{body}"
+        f'<text x="{W / 2}" y="{H - 10}" text-anchor="middle" font-size="12">{html.escape(x_label)}</text>'
+        f'<text x="14" y="{H / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 14 {H / 2})">'
+        f"{html.escape(y_label)}</text></svg><figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
+def line_plot(title: str, series: dict[str, Sequence[float]], x_label: str, y_label: str, *, log_y: bool = False) -> str:
+    """One polyline per series over its index."""
+    all_y = [y for ys in series.values() for y in ys]
+    if not all_y:
+        return ""
+    lo, hi = min(all_y), max(all_y)
+    body = ""
+    for i, (name, ys) in enumerate(series.items()):
+        xs = _scale(list(range(len(ys))) or [0], PAD, W - 8)
+        ys_px = _scale([lo, hi, *ys], H - PAD, 8, log=log_y)[2:]
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys_px))
+        colour = PALETTE[i % len(PALETTE)]
+        body += f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{pts}"/>'
+        body += f'<text x="{W - 12}" y="{20 + 14 * i}" text-anchor="end" font-size="11" fill="{colour}">'
+        body += f"{html.escape(name)}</text>"
+    body += f'<text x="{PAD + 4}" y="20" font-size="10">{hi:.3g}</text>'
+    body += f'<text x="{PAD + 4}" y="{H - PAD - 4}" font-size="10">{lo:.3g}</text>'
+    return _frame(title, body, x_label, y_label + (" (log)" if log_y else ""))
+
+
+def bar_plot(title: str, groups: dict[str, dict[str, float]], y_label: str) -> str:
+    """Grouped bars: one group per metric, one bar per model."""
+    models = sorted({m for g in groups.values() for m in g})
+    top = max([v for g in groups.values() for v in g.values()] + [1e-9])
+    gw = (W - PAD - 16) / max(len(groups), 1)
+    bw = gw * 0.8 / max(len(models), 1)
+    body = ""
+    for gi, (metric, values) in enumerate(groups.items()):
+        x0 = PAD + 8 + gi * gw
+        for mi, model in enumerate(models):
+            v = values.get(model)
+            if v is None or math.isnan(v):
+                continue
+            h = (H - PAD - 16) * v / top
+            body += (
+                f'<rect x="{x0 + mi * bw:.1f}" y="{H - PAD - h:.1f}" width="{bw * 0.9:.1f}" height="{h:.1f}" '
+                f'fill="{PALETTE[mi % len(PALETTE)]}"><title>{html.escape(model)} {metric}: {v:.4f}</title></rect>'
+            )
+        body += f'<text x="{x0 + gw * 0.4:.1f}" y="{H - PAD + 14}" text-anchor="middle" font-size="11">'
+        body += f"{html.escape(metric)}</text>"
+    for mi, model in enumerate(models):
+        body += f'<text x="{W - 12}" y="{20 + 14 * mi}" text-anchor="end" font-size="11" '
+        body += f'fill="{PALETTE[mi % len(PALETTE)]}">{html.escape(model)}</text>'
+    return _frame(title, body, "metric", y_label)
+
+
+def scatter_plot(title: str, xy: np.ndarray, labels: np.ndarray) -> str:
+    if len(xy) == 0:
+        return ""
+    xs = _scale(xy[:, 0].tolist(), PAD + 4, W - 12)
+    ys = _scale(xy[:, 1].tolist(), H - PAD - 4, 12)
+    body = "".join(
+        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2" fill="{PALETTE[int(c) % len(PALETTE)]}" fill-opacity="0.7"/>'
+        for x, y, c in zip(xs, ys, labels)
+    )
+    return _frame(title, body, "PC 1", "PC 2")
+
+
+def pca_2d(vectors: np.ndarray) -> np.ndarray:
+    """Project onto the two leading principal components (SVD of the centred matrix)."""
+    centred = vectors - vectors.mean(axis=0, keepdims=True)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return np.asarray(centred @ vt[:2].T)
+
+
+def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 3000, seed: int = 0) -> str:
+    """The report's HTML: each section appears when the tables it needs exist."""
+    sections: list[str] = []
+    if storage.exists(INTERACTIONS):
+        per_track = (
+            storage.read(INTERACTIONS).groupBy(C.TRACK_ID).agg(F.sum(C.PLAYS).alias("plays")).orderBy(F.desc("plays"))
+        )
+        counts = [float(r[0]) for r in per_track.select("plays").limit(max_points).collect()]
+        total_row = storage.read(INTERACTIONS).agg(F.sum(C.PLAYS), F.countDistinct(C.TRACK_ID)).first()
+        total, n_tracks = (float(total_row[0] or 0), int(total_row[1] or 0)) if total_row else (0.0, 0)
+        top10 = sum(counts[: max(1, n_tracks // 10)]) / total if total else 0.0
+        sections.append(
+            "<h2>Popularity long tail</h2>"
+            f"<p>{n_tracks:,} tracks played; the top 10% of tracks have {top10:.0%} of all plays.</p>"
+            + line_plot("Plays per track, most played first", {"plays": counts}, "track rank", "plays", log_y=True)
+        )
+    if storage.exists(QUARANTINE):
+        reasons = storage.read(QUARANTINE).groupBy(C.REASON).count().orderBy(C.REASON).collect()
+        rows = "".join(f"<tr><td>{html.escape(r[0])}</td><td>{r[1]:,}</td></tr>" for r in reasons)
+        sections.append(f"<h2>Quarantine</h2><table><tr><th>reason</th><th>rows</th></tr>{rows}</table>")
+    if storage.exists(MODEL_METRICS):
+        metrics = storage.read(MODEL_METRICS)
+        runs = metrics.select(C.RUN_ID, "dataset", "created_at").distinct().orderBy("created_at").collect()
+        by_dataset: dict[str, list[str]] = {}
+        for r in runs:
+            by_dataset.setdefault(r["dataset"], []).append(r[C.RUN_ID])
+        for dataset, run_ids in by_dataset.items():
+            last = run_ids[-1]
+            rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col("dataset") == dataset)).collect()
+            groups: dict[str, dict[str, float]] = {}
+            for r in rows:
+                if r[C.METRIC] in ("ndcg", "map", "precision", "recall", "hit_rate") and r[C.VALUE] is not None:
+                    groups.setdefault(r[C.METRIC], {})[r[C.MODEL]] = float(r[C.VALUE])
+            if groups:
+                sections.append(
+                    f"<h2>Models vs baselines: {html.escape(dataset)}</h2>"
+                    + bar_plot(f"Latest run {last}", groups, "value at k")
+                )
+            ndcg = metrics.where((F.col("dataset") == dataset) & (F.col(C.METRIC) == "ndcg")).collect()
+            series: dict[str, list[float]] = {}
+            for run_id in run_ids:
+                for r in ndcg:
+                    if r[C.RUN_ID] == run_id and r[C.VALUE] is not None:
+                        series.setdefault(r[C.MODEL], []).append(float(r[C.VALUE]))
+            if any(len(v) > 1 for v in series.values()):
+                sections.append(line_plot(f"NDCG across runs: {dataset}", series, "run", "ndcg"))
+        curves = metrics.where(F.col(C.METRIC).startswith("episode/")).orderBy(C.K).collect()
+        curve_series: dict[str, list[float]] = {}
+        for r in curves:
+            if r[C.VALUE] is not None:
+                curve_series.setdefault(f"{r[C.MODEL]} {r[C.METRIC]}", []).append(float(r[C.VALUE]))
+        if curve_series:
+            sections.append("<h2>RL training</h2>" + line_plot("Per-episode curves", curve_series, "episode", "value"))
+    if storage.exists(TRACK_FACTORS) and storage.exists(TASTE_CLUSTERS):
+        sample = (
+            storage.read(TRACK_FACTORS)
+            .join(storage.read(TASTE_CLUSTERS).select(C.TRACK_ID, "cluster"), C.TRACK_ID)
+            .orderBy(F.xxhash64(C.TRACK_ID, F.lit(seed)))
+            .limit(max_points)
+            .collect()
+        )
+        if len(sample) >= 3:
+            vectors = np.array([r["features"] for r in sample], dtype=np.float64)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
+            labels = np.array([r["cluster"] for r in sample])
+            sections.append(
+                "<h2>Track embedding map</h2>"
+                + scatter_plot("ALS track factors (PCA), coloured by taste cluster", pca_2d(vectors), labels)
+            )
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>spotrec report</title><style>"
+        "body{font-family:sans-serif;max-width:720px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 8px}"
+        "figure{margin:1em 0}figcaption{font-size:13px;color:#555}</style></head><body>"
+        f"<h1>spotrec report</h1><p>Generated {generated}.</p>" + "".join(sections) + "</body></html>"
+    )
+
+
+def write_report(spark: SparkSession, storage: Storage, path: str) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(spark, storage))
+    return out
