@@ -33,14 +33,14 @@ if ! "$py" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)
   echo "[setup] ERROR: spotrec needs Python 3.11 ($py is $("$py" --version 2>&1)). Set SPOTREC_PYTHON." >&2
   exit 1
 fi
-req_hash="$(cat "$here/requirements.txt" "$here/requirements-dev.txt" | sha256sum | cut -c1-12)"
+req_hash="$(cat "$here/requirements.txt" "$here/requirements-spark.txt" "$here/requirements-dev.txt" | sha256sum | cut -c1-12)"
 venv="${SPOTREC_VENV:-$cache/venv-$req_hash}"
 if [ ! -f "$venv/.complete" ]; then
   log "creating $venv (first run on this machine: downloads pyspark, torch, ...; a few minutes)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+  "$venv/bin/pip" install -q -r "$here/requirements.txt" -r "$here/requirements-spark.txt" -r "$here/requirements-dev.txt"
   touch "$venv/.complete"
 else
   log "reusing $venv"

@@ -121,6 +121,25 @@ def step_als(ctx: Context) -> None:
             print(f"[als]   {table}: {rows:,} rows")
 
 
+def step_discovery(ctx: Context) -> None:
+    from spotrec.discovery.job import run_discovery
+    from spotrec.discovery.tables import DISCOVERY_TABLES
+
+    with tracked_run(
+        ctx.spark,
+        ctx.storage,
+        ctx.cfg,
+        "discovery",
+        inputs=[T.SILVER_EVENTS, T.PLAYLISTS],
+        outputs=list(DISCOVERY_TABLES),
+    ):
+        run = run_discovery(ctx.spark, ctx.storage, ctx.cfg.discovery, ctx.cfg.storage.artifacts_dir)
+        print(
+            f"[discovery] model {run.model_version}: {run.vocabulary_size:,} songs, {run.train_windows:,} training "
+            f"windows; checkpoint {run.checkpoint}; Annoy index {run.index_path}"
+        )
+
+
 def step_report(ctx: Context) -> None:
     from spotrec.evaluation.report import write_report
 
@@ -134,9 +153,10 @@ STEPS: dict[str, Callable[[Context], None]] = {
     "matrix": step_matrix,
     "evaluate": step_evaluate,
     "als": step_als,
+    "discovery": step_discovery,
     "report": step_report,
 }
-PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "report"]
+PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "discovery", "report"]
 
 
 def _parse_source(text: str) -> SourceSpec:
@@ -202,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     als = sub.add_parser("als", parents=[common], help="implicit ALS -> factors, Discover Weekly, similar, tastes")
     als.add_argument("--week", help="playlist week (a Monday, YYYY-MM-DD); default: after the newest play")
     als.add_argument("--tune", action="store_true", help="grid-search rank/regParam/alpha first (als.tune_*)")
+    sub.add_parser("discovery", parents=[common], help="word2vec song vectors, taste RNN, Annoy recommendations")
     sub.add_parser("report", parents=[common], help="write an HTML report with plots beside the tables")
     pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
     pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")

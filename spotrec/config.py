@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from spotrec.discovery.config import DiscoveryConfig
 from spotrec.errors import ConfigError
 
 
@@ -150,14 +151,15 @@ class ALSConfig:
     """Spark MLlib implicit ALS (Hu, Koren & Volinsky 2008)."""
 
     rank: int = 32
-    reg_param: float = 0.05
+    reg_param: float = 0.2
+    """MLlib scales it by each user's / track's rating count (ALS-WR); 0.2 measured best (docs/benchmarks.md)."""
     alpha: float = 10.0
     max_iter: int = 10
     num_blocks: int = 4
     checkpoint_interval: int = 5
     seed: int = 7
     tune_ranks: list[int] = field(default_factory=lambda: [16, 32, 64])
-    tune_reg_params: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1])
+    tune_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
     tune_alphas: list[float] = field(default_factory=lambda: [1.0, 10.0, 40.0])
 
 
@@ -184,6 +186,7 @@ class Config:
     matrix: MatrixConfig = field(default_factory=MatrixConfig)
     als: ALSConfig = field(default_factory=ALSConfig)
     discover: DiscoverConfig = field(default_factory=DiscoverConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

@@ -81,11 +81,28 @@ def delta_builder(cfg: SparkConfig) -> SparkSession.Builder:
     return builder
 
 
+def launched_by_spark() -> bool:
+    """True under spark-submit / Databricks: the launcher owns master, JARs and resources."""
+    return bool(os.environ.get("PYSPARK_GATEWAY_PORT") or os.environ.get("DATABRICKS_RUNTIME_VERSION"))
+
+
 def get_spark(cfg: SparkConfig | None = None) -> SparkSession:
-    """Return the active session (cluster) or build a local Delta-enabled one."""
+    """Return the active session (cluster) or build a local Delta-enabled one.
+
+    Under spark-submit no session exists yet when the job starts, but ``--master``, ``--jars`` /
+    ``--packages`` and resources were given to the launcher: the session is then built with only the
+    settings spotrec's semantics depend on (Delta catalog, UTC), so the launcher's flags stay in force.
+    """
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if launched_by_spark():
+        return (
+            SparkSession.builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
     check_java()
     spark = delta_builder(cfg or SparkConfig()).getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

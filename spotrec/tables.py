@@ -20,6 +20,7 @@ from pyspark.sql import types as T
 
 from spotrec import columns as C
 from spotrec.errors import MissingTableError, SchemaMismatchError
+from spotrec.retry import retry_on_conflict
 
 if TYPE_CHECKING:
     from spotrec.config import StorageConfig
@@ -408,7 +409,7 @@ def all_tables() -> tuple[TableSpec, ...]:
     return tuple(specs)
 
 
-EXTRA_TABLE_MODULES: tuple[str, ...] = ()
+EXTRA_TABLE_MODULES: tuple[str, ...] = ("spotrec.discovery.tables", "spotrec.playlists.tables")
 """Modules whose module-level TableSpec constants are part of the catalogue (model packages)."""
 
 
@@ -511,21 +512,32 @@ class Storage:
         else:
             writer.save(self.path(spec))
 
+    # Every write retries when it loses a Delta optimistic-concurrency race (see spotrec.retry): the
+    # losing commit wrote nothing, and each operation is idempotent against the table it re-reads.
     def overwrite(self, spec: TableSpec, df: DataFrame) -> None:
         """Replace the whole table (one atomic Delta commit)."""
-        self._save(self._writer(df, spec, "overwrite").option("overwriteSchema", "true"), spec)
+        retry_on_conflict(
+            lambda: self._save(self._writer(df, spec, "overwrite").option("overwriteSchema", "true"), spec),
+            what=f"overwrite of {spec.full_name}",
+        )
 
     def append(self, spec: TableSpec, df: DataFrame) -> None:
-        self._save(self._writer(df, spec, "append"), spec)
+        retry_on_conflict(lambda: self._save(self._writer(df, spec, "append"), spec), what=f"append to {spec.full_name}")
 
     def replace_where(self, spec: TableSpec, df: DataFrame, condition: str) -> None:
         """Atomically replace the rows matching ``condition`` (e.g. one week's partition)."""
-        self.ensure(spec)
-        self._save(self._writer(df, spec, "overwrite").option("replaceWhere", condition), spec)
+        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
+        retry_on_conflict(
+            lambda: self._save(self._writer(df, spec, "overwrite").option("replaceWhere", condition), spec),
+            what=f"replaceWhere on {spec.full_name}",
+        )
 
     def merge_new(self, spec: TableSpec, df: DataFrame) -> None:
         """Insert rows whose keys are not in the table yet (insert-only MERGE: idempotent, concurrent-safe)."""
-        self.ensure(spec)
+        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
+        retry_on_conflict(lambda: self._merge_new_once(spec, df), what=f"MERGE into {spec.full_name}")
+
+    def _merge_new_once(self, spec: TableSpec, df: DataFrame) -> None:
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
         partition_hint = ""
         for p in spec.partition_by:
@@ -541,7 +553,10 @@ class Storage:
 
     def upsert(self, spec: TableSpec, df: DataFrame) -> None:
         """MERGE on the keys: update matching rows, insert new ones."""
-        self.ensure(spec)
+        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
+        retry_on_conflict(lambda: self._upsert_once(spec, df), what=f"MERGE into {spec.full_name}")
+
+    def _upsert_once(self, spec: TableSpec, df: DataFrame) -> None:
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
         (
             self.delta_table(spec)

@@ -1,0 +1,100 @@
+"""Table maintenance: OPTIMIZE (compact small files) and VACUUM (delete unreferenced files) every table.
+
+Incremental steps leave many small files behind (each ingest MERGE adds a few per date partition,
+each weekly ``replace_where`` a few more), and every overwrite leaves the previous version's files on
+storage for time travel. Run this weekly (see ``docs/operations.md`` and the ``maintenance`` job of the
+Databricks bundle): OPTIMIZE bin-packs each partition's files into large ones (a new table version with
+the same rows), then VACUUM deletes files no version younger than ``retain_hours`` references.
+
+VACUUM limits time travel: after it, versions older than ``retain_hours`` can no longer be read, and a
+reader or writer running longer than ``retain_hours`` could lose files it still needs. Delta therefore
+refuses retention below its 7-day default unless told otherwise; so does :func:`run_maintenance`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from pyspark.sql import SparkSession
+
+from spotrec.tables import ALL_TABLES, Storage, TableSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RETAIN_HOURS = 168
+"""Delta's default ``delta.deletedFileRetentionDuration`` (7 days)."""
+
+RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
+
+
+def run_maintenance(
+    spark: SparkSession,
+    storage: Storage,
+    *,
+    retain_hours: float = DEFAULT_RETAIN_HOURS,
+    tables: Sequence[TableSpec] = ALL_TABLES,
+    zorder_by: Mapping[str, Sequence[str]] | None = None,
+    allow_short_retention: bool = False,
+    vacuum: bool = True,
+) -> list[str]:
+    """OPTIMIZE then VACUUM every table of ``tables`` that exists; tables not yet written are skipped.
+
+    Args:
+        spark: the session (only used to relax Delta's retention check when asked).
+        storage: where the tables live (paths or ``catalog.schema``).
+        retain_hours: VACUUM keeps files that a version younger than this still references.
+        tables: the table specs to maintain (default: every table of :mod:`spotrec.tables`).
+        zorder_by: optional ``{"layer.name": [columns]}``; those tables are Z-ordered by the columns
+            instead of plainly compacted (e.g. ``{"silver.listen_events": ["user_id"]}`` speeds up
+            per-user reads; costs a full rewrite each time).
+        allow_short_retention: permit ``retain_hours`` below 168 (disables Delta's safety check for the
+            duration of this call). Only safe when no job reads or writes the tables meanwhile.
+        vacuum: False runs OPTIMIZE only.
+
+    Returns:
+        The full names (``layer.name``) of the tables maintained, in ``tables`` order.
+
+    Raises:
+        ValueError: ``retain_hours`` is negative, or below 168 without ``allow_short_retention``, or
+            ``zorder_by`` names a table not in ``tables``. Checked before any table is touched.
+    """
+    if retain_hours < 0:
+        raise ValueError(f"retain_hours must be >= 0, got {retain_hours}")
+    if vacuum and retain_hours < DEFAULT_RETAIN_HOURS and not allow_short_retention:
+        raise ValueError(
+            f"retain_hours={retain_hours} is below Delta's {DEFAULT_RETAIN_HOURS} h safety minimum: a job "
+            "running longer than that could lose files; pass allow_short_retention=True if none runs"
+        )
+    zorder = dict(zorder_by or {})
+    unknown = sorted(set(zorder) - {spec.full_name for spec in tables})
+    if unknown:
+        raise ValueError(f"zorder_by names unknown table(s) {unknown}")
+
+    previous = spark.conf.get(RETENTION_CHECK, "true") or "true"
+    if vacuum and retain_hours < DEFAULT_RETAIN_HOURS:
+        spark.conf.set(RETENTION_CHECK, "false")
+    done: list[str] = []
+    try:
+        for spec in tables:
+            if not storage.exists(spec):
+                continue
+            table = storage.delta_table(spec)
+            optimizer = table.optimize()
+            columns = list(zorder.get(spec.full_name, ()))
+            metrics = optimizer.executeZOrderBy(*columns) if columns else optimizer.executeCompaction()
+            stats = metrics.select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+            if vacuum:
+                table.vacuum(float(retain_hours))
+            log.info(
+                "maintained %s: OPTIMIZE%s added %s / removed %s files%s",
+                spec.full_name,
+                f" ZORDER BY {columns}" if columns else "",
+                stats[0] if stats else 0,
+                stats[1] if stats else 0,
+                f", VACUUM RETAIN {retain_hours} HOURS" if vacuum else "",
+            )
+            done.append(spec.full_name)
+    finally:
+        spark.conf.set(RETENTION_CHECK, previous)
+    return done
