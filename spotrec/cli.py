@@ -140,6 +140,28 @@ def step_discovery(ctx: Context) -> None:
         )
 
 
+def step_playlists(ctx: Context) -> None:
+    from spotrec.playlists.job import RL_PLAYLISTS, USER_MODEL_METRICS, discover_weekly_scores, run_playlists
+
+    with tracked_run(
+        ctx.spark,
+        ctx.storage,
+        ctx.cfg,
+        "playlists",
+        inputs=[T.SILVER_EVENTS, T.TRACKS, T.USER_FACTORS, T.TRACK_FACTORS, T.DISCOVER_WEEKLY],
+        outputs=[USER_MODEL_METRICS, RL_PLAYLISTS, T.MODEL_METRICS],
+    ) as run_id:
+        r = run_playlists(
+            ctx.spark,
+            ctx.storage,
+            ctx.cfg,
+            ctx.cfg.playlists,
+            run_id,
+            scores=discover_weekly_scores(ctx.storage),
+        )
+        print(f"[playlists] {r.user_model_version} / {r.policy_version}: {r.playlists_written:,} rows")
+
+
 def step_report(ctx: Context) -> None:
     from spotrec.evaluation.report import write_report
 
@@ -154,9 +176,10 @@ STEPS: dict[str, Callable[[Context], None]] = {
     "evaluate": step_evaluate,
     "als": step_als,
     "discovery": step_discovery,
+    "playlists": step_playlists,
     "report": step_report,
 }
-PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "discovery", "report"]
+PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "discovery", "playlists", "report"]
 
 
 def _parse_source(text: str) -> SourceSpec:
@@ -223,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     als.add_argument("--week", help="playlist week (a Monday, YYYY-MM-DD); default: after the newest play")
     als.add_argument("--tune", action="store_true", help="grid-search rank/regParam/alpha first (als.tune_*)")
     sub.add_parser("discovery", parents=[common], help="word2vec song vectors, taste RNN, Annoy recommendations")
+    sub.add_parser("playlists", parents=[common], help="user model, simulator, AH-DQN -> gold.rl_playlists")
     sub.add_parser("report", parents=[common], help="write an HTML report with plots beside the tables")
     pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
     pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")

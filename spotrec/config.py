@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from spotrec.discovery.config import DiscoveryConfig
+from spotrec.playlists.config import PlaylistRLConfig
 from spotrec.errors import ConfigError
 
 
@@ -187,6 +188,7 @@ class Config:
     als: ALSConfig = field(default_factory=ALSConfig)
     discover: DiscoverConfig = field(default_factory=DiscoverConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    playlists: PlaylistRLConfig = field(default_factory=PlaylistRLConfig)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ that drops or renames a column fails here with a message instead of producing a 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -409,7 +410,7 @@ def all_tables() -> tuple[TableSpec, ...]:
     return tuple(specs)
 
 
-EXTRA_TABLE_MODULES: tuple[str, ...] = ("spotrec.discovery.tables", "spotrec.playlists.tables")
+EXTRA_TABLE_MODULES: tuple[str, ...] = ("spotrec.discovery.tables", "spotrec.playlists.job")
 """Modules whose module-level TableSpec constants are part of the catalogue (model packages)."""
 
 
@@ -434,7 +435,10 @@ class Storage:
         return self.cfg.catalog is not None
 
     def path(self, spec: TableSpec) -> str:
-        return f"{self.cfg.root.rstrip('/')}/{spec.layer}/{spec.name}"
+        root = self.cfg.root.rstrip("/")
+        if ":" not in root:  # a plain local path: Delta's table builder rejects relative locations
+            root = os.path.abspath(root)
+        return f"{root}/{spec.layer}/{spec.name}"
 
     def table_name(self, spec: TableSpec) -> str:
         return f"{self.cfg.catalog}.{self.cfg.schema}.{spec.layer}_{spec.name}"

@@ -1,0 +1,236 @@
+"""Playlist RL: simulator throughput and AH-DQN time to convergence.
+
+    python benchmarks/rl_bench.py                      # pools of 30 and 100, 3 seeds, DQN vs double DQN
+    python benchmarks/rl_bench.py --steps 2000 --seeds 1 --episodes 300   # quick smoke run
+
+1. Simulated steps per second of :class:`~spotrec.playlists.env.PlaylistEnv` with a random policy, for
+   the learned user model (an MLP of the configured size; its weights do not change the cost) and for the
+   ground-truth listener of the synthetic world (:class:`~spotrec.playlists.env.TrueResponse` over an
+   in-memory ground truth with random taste vectors), per pool size.
+2. AH-DQN on a planted problem where the optimum is known: per session a pool of ``pool`` tracks of which
+   ``bad`` are always skipped (energy > 0.8 for low-energy listeners, < 0.2 for high-energy ones) and the
+   rest always completed, playlists of ``length`` tracks;
+   the optimal session reward is ``length * reward_complete``. Every ``eval_every`` episodes the greedy
+   policy plays 50 fixed held-out sessions; convergence is the first evaluation at >= 99% of the optimum.
+   Reported per variant (plain / double DQN): episodes, environment steps and wall seconds to converge,
+   the final greedy reward and the random policy's reward for scale.
+
+Single-threaded torch (``torch.set_num_threads(1)``) so numbers compare across machines with other load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from spotrec.playlists import agent as agent_mod
+from spotrec.playlists.agent import QNetwork
+from spotrec.playlists.config import PlaylistRLConfig
+from spotrec.playlists.env import LearnedResponse, PlaylistEnv, ResponseModel, ResponseProbs, SessionSpec, TrueResponse
+from spotrec.playlists.evaluate import run_sessions
+from spotrec.playlists.features import FeatureLayout
+from spotrec.playlists.policies import DQNPolicy, RandomPolicy
+from spotrec.playlists.user_model import LearnedUserModel, UserModelNet
+
+
+def _random_session(rng: np.random.Generator, layout: FeatureLayout, n: int, n_tracks: int) -> SessionSpec:
+    ids = rng.choice(n_tracks, size=n, replace=False)
+    return SessionSpec(
+        user_id=f"u{rng.integers(100)}",
+        user_features=rng.random(layout.user_dim),
+        track_ids=np.array([f"t{i}" for i in ids]),
+        track_features=rng.random((n, layout.track_dim)),
+    )
+
+
+def _ground_truth(n_users: int, n_tracks: int, seed: int) -> TrueResponse:
+    from spotrec.synth.response import ResponseModel as TruthModel
+    from spotrec.synth.truth import GroundTruth
+
+    rng = np.random.default_rng(seed)
+
+    def unit(n: int) -> list[np.ndarray]:
+        v = rng.normal(size=(n, 16))
+        return list(v / np.linalg.norm(v, axis=1, keepdims=True))
+
+    users = pd.DataFrame({"user_id": [f"u{i}" for i in range(n_users)], "taste_vector": unit(n_users)})
+    tracks = pd.DataFrame(
+        {
+            "track_id": [f"t{i}" for i in range(n_tracks)],
+            "taste_vector": unit(n_tracks),
+            "popularity": rng.random(n_tracks),
+            "duration_ms": rng.integers(120_000, 300_000, n_tracks),
+        }
+    )
+    return TrueResponse(GroundTruth(users, tracks, TruthModel()))
+
+
+def simulator_throughput(steps: int, pools: list[int], seed: int) -> pd.DataFrame:
+    layout = FeatureLayout()
+    rows = []
+    for pool in pools:
+        cfg = PlaylistRLConfig(pool_size=pool, playlist_length=20, seed=seed)
+        torch.manual_seed(seed)
+        learned = LearnedResponse(
+            LearnedUserModel(net=UserModelNet(layout, cfg.user_model_hidden), layout=layout, cfg=cfg)
+        )
+        worlds: dict[str, ResponseModel] = {
+            "learned_user_model": learned,
+            "true_listener": _ground_truth(100, 2000, seed),
+        }
+        rng = np.random.default_rng(seed)
+        sessions = [_random_session(rng, layout, pool, 2000) for _ in range(64)]
+        for name, response in worlds.items():
+            env = PlaylistEnv(sessions, response, cfg, layout)
+            policy, prng = RandomPolicy(), np.random.default_rng(seed)
+            obs, _ = env.reset(seed=seed)
+            started, episodes = time.perf_counter(), 1
+            for _ in range(steps):
+                obs, _, terminated, truncated, _ = env.step(policy.act(obs, env.state(), prng))
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                    episodes += 1
+            secs = time.perf_counter() - started
+            rows.append(
+                {"world": name, "pool": pool, "steps": steps, "episodes": episodes, "steps_per_s": steps / secs}
+            )
+    return pd.DataFrame(rows)
+
+
+class _Planted:
+    """Feature 0 is energy, user feature 0 the energy taste (0 low, 1 high).
+
+    Low-energy listeners always skip tracks with energy > 0.8, high-energy listeners tracks with energy < 0.2;
+    every other track is completed. A network cannot be right for both kinds of listener by chance.
+    """
+
+    def probabilities(
+        self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int
+    ) -> ResponseProbs:
+        energy = session.track_features[candidates, 0]
+        bad = np.where(session.user_features[0] > 0.5, energy < 0.2, energy > 0.8)
+        return ResponseProbs(
+            p_complete=np.where(bad, 0.0, 1.0), p_skip=np.where(bad, 1.0, 0.0), p_listen=np.where(bad, 0.0, 1.0)
+        )
+
+
+def _planted_sessions(pool: int, bad: int, layout: FeatureLayout):  # type: ignore[no-untyped-def]
+    def draw(rng: np.random.Generator) -> SessionSpec:
+        high = bool(rng.random() < 0.5)
+        bad_energy = rng.uniform(0.0, 0.15, bad) if high else rng.uniform(0.85, 1.0, bad)
+        energy = np.concatenate([rng.uniform(0.25, 0.75, pool - bad), bad_energy])
+        feats = rng.random((pool, layout.track_dim))
+        feats[:, 0] = energy
+        user = rng.random(layout.user_dim)
+        user[0] = float(high)
+        return SessionSpec(
+            user_id="u",
+            user_features=user,
+            track_ids=np.array([f"t{i}" for i in range(pool)]),
+            track_features=feats[rng.permutation(pool)],
+        )
+
+    return draw
+
+
+def convergence(pool: int, bad: int, length: int, episodes: int, eval_every: int, seeds: list[int]) -> pd.DataFrame:
+    layout = FeatureLayout(user=("energy_taste", "other"), track=("energy", "other"), context=("c_position", "c_skips"))
+    draw = _planted_sessions(pool, bad, layout)
+    held_out_rng = np.random.default_rng(12345)
+    held_out = [draw(held_out_rng) for _ in range(50)]
+    # Warm-up (torch's first backward pass costs about a second), so the first timed run is not penalised.
+    warm = PlaylistRLConfig(pool_size=pool, playlist_length=length, episodes=30, learning_starts=16, log_every=10**9)
+    agent_mod.train_agent(PlaylistEnv(draw, _Planted(), warm, layout), warm)
+    rows = []
+    for double in (False, True):
+        for seed in seeds:
+            cfg = PlaylistRLConfig(
+                pool_size=pool,
+                playlist_length=length,
+                episodes=episodes,
+                learning_starts=64,
+                batch_size=32,
+                target_update_interval=50,
+                q_hidden=[32, 32],
+                q_lr=3e-3,
+                exploration_fraction=0.5,
+                quit_after_skips=99,
+                log_every=10**9,
+                double_dqn=double,
+                seed=seed,
+            )
+            optimum = length * cfg.reward_complete
+            eval_env = PlaylistEnv(held_out, _Planted(), cfg, layout)
+            progress = _train_until_optimal(
+                PlaylistEnv(draw, _Planted(), cfg, layout), eval_env, held_out, cfg, eval_every
+            )
+            converged = "episodes" in progress
+            random_reward = run_sessions(eval_env, RandomPolicy(), held_out, seed=1)["session_reward"].mean()
+            rows.append(
+                {
+                    "variant": "double_dqn" if double else "dqn",
+                    "seed": seed,
+                    "episodes_to_99pct": progress["episodes"] if converged else None,
+                    "seconds_to_99pct": progress["seconds"] if converged else None,
+                    "final_greedy_reward": progress["final"],
+                    "optimum": optimum,
+                    "random_reward": random_reward,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _train_until_optimal(
+    env: PlaylistEnv, eval_env: PlaylistEnv, held_out: list[SessionSpec], cfg: PlaylistRLConfig, eval_every: int
+) -> dict[str, float]:
+    """Train, evaluating the greedy policy every ``eval_every`` episodes; when did it first reach 99%?"""
+    optimum = cfg.playlist_length * cfg.reward_complete
+    progress: dict[str, float] = {"final": float("nan"), "eval_seconds": 0.0}
+    started = time.perf_counter()
+
+    def evaluate(done: int, q: QNetwork) -> bool:
+        if done % eval_every:
+            return False
+        paused = time.perf_counter()  # time spent evaluating is not training time
+        reward = float(run_sessions(eval_env, DQNPolicy(q), held_out, seed=1)["session_reward"].mean())
+        progress["final"] = reward
+        if "episodes" not in progress and reward >= 0.99 * optimum:
+            progress["episodes"] = done
+            progress["seconds"] = paused - started - progress["eval_seconds"]
+        progress["eval_seconds"] += time.perf_counter() - paused
+        return False
+
+    agent_mod.train_agent(env, cfg, on_episode_end=evaluate)
+    return progress
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=5000, help="simulated steps per (world, pool)")
+    parser.add_argument("--pools", type=int, nargs="+", default=[30, 100])
+    parser.add_argument("--episodes", type=int, default=600, help="AH-DQN training episodes per run")
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--pool", type=int, default=10, help="planted problem: pool size")
+    parser.add_argument("--bad", type=int, default=4, help="planted problem: always-skipped tracks per pool")
+    parser.add_argument("--length", type=int, default=5, help="planted problem: playlist length")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pd.set_option("display.width", 160)
+
+    print("== simulator throughput (random policy) ==")
+    print(simulator_throughput(args.steps, args.pools, seed=0).to_string(index=False, float_format="%.1f"))
+    print()
+    print(f"== AH-DQN convergence: pool {args.pool}, {args.bad} always skipped, playlists of {args.length} ==")
+    table = convergence(args.pool, args.bad, args.length, args.episodes, args.eval_every, list(range(args.seeds)))
+    print(table.to_string(index=False, float_format="%.2f"))
+    print()
+    print(table.groupby("variant")[["episodes_to_99pct", "seconds_to_99pct", "final_greedy_reward"]].mean())
+
+
+if __name__ == "__main__":
+    main()
