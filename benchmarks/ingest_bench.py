@@ -22,7 +22,6 @@ from spotrec.spark import get_spark
 from spotrec.synth.world import generate_world
 from spotrec.tables import SILVER_EVENTS, Storage
 
-
 EVENTS_PER_USER = 136.0
 
 

@@ -112,7 +112,9 @@ def step_als(ctx: Context) -> None:
     ) as run_id:
         if getattr(ctx.args, "tune", False):
             best = run_als_tuning(ctx.spark, ctx.storage, ctx.cfg, run_id)
-            ctx.cfg.als = dataclasses.replace(ctx.cfg.als, **best)
+            ctx.cfg.als = dataclasses.replace(
+                ctx.cfg.als, rank=int(best["rank"]), reg_param=best["reg_param"], alpha=best["alpha"]
+            )
             print(f"[als] training the final model with {best}")
         week = getattr(ctx.args, "week", None) or playlist_week(ctx.storage)
         summary = run_discover(ctx.spark, ctx.storage, ctx.cfg, run_id, week)

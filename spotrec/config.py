@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from spotrec.discovery.config import DiscoveryConfig
-from spotrec.playlists.config import PlaylistRLConfig
 from spotrec.errors import ConfigError
+from spotrec.playlists.config import PlaylistRLConfig
 
 
 @dataclass

@@ -526,7 +526,9 @@ class Storage:
         )
 
     def append(self, spec: TableSpec, df: DataFrame) -> None:
-        retry_on_conflict(lambda: self._save(self._writer(df, spec, "append"), spec), what=f"append to {spec.full_name}")
+        retry_on_conflict(
+            lambda: self._save(self._writer(df, spec, "append"), spec), what=f"append to {spec.full_name}"
+        )
 
     def replace_where(self, spec: TableSpec, df: DataFrame, condition: str) -> None:
         """Atomically replace the rows matching ``condition`` (e.g. one week's partition)."""

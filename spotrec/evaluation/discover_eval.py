@@ -15,6 +15,7 @@ from spotrec.discover.baselines import CooccurrenceRecommender, PopularityRecomm
 from spotrec.evaluation.harness import EvalResult, evaluate, format_table, results_frame
 from spotrec.evaluation.split import relevant_items, time_split
 from spotrec.features.interactions import build_interactions, with_indexes
+from spotrec.recommender import Recommender
 from spotrec.tables import MODEL_METRICS, SILVER_EVENTS, TRACK_INDEX, TRACKS, USER_INDEX, Storage
 
 DATASET = "last-week"
@@ -34,7 +35,7 @@ def run_discover_evaluation(spark: SparkSession, storage: Storage, cfg: Config, 
     """Fit ALS and the baselines on the training weeks; score the last week; print and store the table."""
     train, relevant = time_split_interactions(storage, cfg)
     k = cfg.discover.eval_k
-    recommenders = [
+    recommenders: list[Recommender] = [
         PopularityRecommender(),
         CooccurrenceRecommender(),
         AlsRecommender(cfg.als, cfg.storage.checkpoint_dir, block_size=cfg.discover.user_block_size),

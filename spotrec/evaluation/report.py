@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,9 @@ def _frame(title: str, body: str, x_label: str, y_label: str) -> str:
     )
 
 
-def line_plot(title: str, series: dict[str, Sequence[float]], x_label: str, y_label: str, *, log_y: bool = False) -> str:
+def line_plot(
+    title: str, series: Mapping[str, Sequence[float]], x_label: str, y_label: str, *, log_y: bool = False
+) -> str:
     """One polyline per series over its index."""
     all_y = [y for ys in series.values() for y in ys]
     if not all_y:
@@ -132,13 +134,13 @@ def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 300
         metrics = storage.read(MODEL_METRICS)
         runs = metrics.select(C.RUN_ID, "dataset", "created_at").distinct().orderBy("created_at").collect()
         by_dataset: dict[str, list[str]] = {}
-        for r in runs:
-            by_dataset.setdefault(r["dataset"], []).append(r[C.RUN_ID])
+        for run in runs:
+            by_dataset.setdefault(run["dataset"], []).append(run[C.RUN_ID])
         for dataset, run_ids in by_dataset.items():
             last = run_ids[-1]
-            rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col("dataset") == dataset)).collect()
+            latest_rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col("dataset") == dataset)).collect()
             groups: dict[str, dict[str, float]] = {}
-            for r in rows:
+            for r in latest_rows:
                 if r[C.METRIC] in ("ndcg", "map", "precision", "recall", "hit_rate") and r[C.VALUE] is not None:
                     groups.setdefault(r[C.METRIC], {})[r[C.MODEL]] = float(r[C.VALUE])
             if groups:
