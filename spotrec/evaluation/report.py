@@ -23,6 +23,8 @@ from spotrec.tables import INTERACTIONS, MODEL_METRICS, QUARANTINE, TASTE_CLUSTE
 
 PALETTE = ["#1db954", "#2e77d0", "#e8115b", "#ff9f1c", "#8d67ab", "#148a08", "#dc148c", "#509bf5", "#a56752", "#777"]
 W, H, PAD = 640, 320, 48
+PLOTTED_METRICS = ("ndcg", "map", "precision", "recall", "hit_rate", "session_reward_mean", "completion_rate_mean")
+"""Ranking metrics of the recommenders and session metrics of the RL policies (ops.model_metrics)."""
 
 
 def _scale(values: Sequence[float], lo_px: float, hi_px: float, *, log: bool = False) -> list[float]:
@@ -141,7 +143,7 @@ def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 300
             latest_rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col("dataset") == dataset)).collect()
             groups: dict[str, dict[str, float]] = {}
             for r in latest_rows:
-                if r[C.METRIC] in ("ndcg", "map", "precision", "recall", "hit_rate") and r[C.VALUE] is not None:
+                if r[C.METRIC] in PLOTTED_METRICS and r[C.VALUE] is not None:
                     groups.setdefault(r[C.METRIC], {})[r[C.MODEL]] = float(r[C.VALUE])
             if groups:
                 sections.append(
