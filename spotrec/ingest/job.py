@@ -71,6 +71,7 @@ def ingest_events(
         .withColumn(C.INGEST_TIME, F.lit(ingest_time).cast("timestamp"))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    cached: list[DataFrame] = [bronze]
     try:
         clean, quarantine = validate_events(
             bronze,
@@ -80,6 +81,7 @@ def ingest_events(
             source_timezone=cfg.ingest.source_timezone,
         )
         clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(clean)
         per_file_read = {r[0]: r[1] for r in bronze.groupBy(C.SOURCE_FILE).count().collect()}
         read = sum(per_file_read.values())
         if read == 0:
@@ -97,6 +99,7 @@ def ingest_events(
         else:
             new = deduped
         new = new.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(new)
         per_file_new = {r[0]: r[1] for r in new.groupBy(C.SOURCE_FILE).count().collect()}
         if per_file_new:
             storage.merge_new(SILVER_EVENTS, new)
@@ -121,11 +124,11 @@ def ingest_events(
         counts.duplicates = read - counts.quarantined - counts.silver_new
         source = bronze.select(C.SOURCE).first()
         _log_counts(spark, storage, run_id, str(source[0]) if source else "", counts, ingest_time)
-        new.unpersist()
-        clean.unpersist()
         return counts
     finally:
-        bronze.unpersist()
+        # Also on the empty-input return and on errors, so a long-lived session does not keep the caches.
+        for df in cached:
+            df.unpersist()
 
 
 def _merge_track_names(storage: Storage, bronze: DataFrame) -> None:
