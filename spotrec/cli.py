@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from spotrec import tables as T
 from spotrec.config import Config, SourceSpec, load_config
 from spotrec.errors import SpotrecError
+from spotrec.logs import FORMATS, configure_logging, log_context
 from spotrec.ops import tracked_run
 from spotrec.spark import get_spark
 from spotrec.tables import Storage
@@ -126,6 +127,7 @@ def step_als(ctx: Context) -> None:
 def step_discovery(ctx: Context) -> None:
     from spotrec.discovery.job import run_discovery
     from spotrec.discovery.tables import DISCOVERY_TABLES
+    from spotrec.discovery.week_eval import run_discovery_evaluation
 
     with tracked_run(
         ctx.spark,
@@ -133,9 +135,18 @@ def step_discovery(ctx: Context) -> None:
         ctx.cfg,
         "discovery",
         inputs=[T.SILVER_EVENTS, T.PLAYLISTS],
-        outputs=list(DISCOVERY_TABLES),
-    ):
-        run = run_discovery(ctx.spark, ctx.storage, ctx.cfg.discovery, ctx.cfg.storage.artifacts_dir)
+        outputs=[*DISCOVERY_TABLES, T.MODEL_METRICS],
+    ) as run_id:
+        # Fit on the training weeks and score the test week beside ALS; serve that same model (or refit).
+        evaluated = run_discovery_evaluation(ctx.spark, ctx.storage, ctx.cfg, run_id)
+        dcfg = ctx.cfg.discovery
+        run = run_discovery(
+            ctx.spark,
+            ctx.storage,
+            dcfg,
+            ctx.cfg.storage.artifacts_dir,
+            model=None if dcfg.refit_for_serving else evaluated.model,
+        )
         print(
             f"[discovery] model {run.model_version}: {run.vocabulary_size:,} songs, {run.train_windows:,} training "
             f"windows; checkpoint {run.checkpoint}; Annoy index {run.index_path}"
@@ -171,6 +182,29 @@ def step_report(ctx: Context) -> None:
     print(f"[report] wrote {path}")
 
 
+def step_maintenance(ctx: Context) -> None:
+    from spotrec.maintenance import DEFAULT_RETAIN_HOURS, parse_zorder, run_maintenance, select_tables
+
+    a = ctx.args
+    specs = select_tables(getattr(a, "table", None))
+    zorder = parse_zorder(getattr(a, "zorder", None) or [])
+    retain = getattr(a, "retain_hours", DEFAULT_RETAIN_HOURS)
+    vacuum = not getattr(a, "no_vacuum", False)
+    # inputs and outputs name the same tables: ops.runs then shows each table's version before and after.
+    with tracked_run(ctx.spark, ctx.storage, ctx.cfg, "maintenance", inputs=list(specs), outputs=list(specs)):
+        done = run_maintenance(
+            ctx.spark,
+            ctx.storage,
+            retain_hours=retain,
+            tables=specs,
+            zorder_by=zorder,
+            allow_short_retention=getattr(a, "allow_short_retention", False),
+            vacuum=vacuum,
+        )
+    what = f"optimized and vacuumed (retain {retain:g} h)" if vacuum else "optimized"
+    print(f"[maintenance] {what} {len(done)} tables: {', '.join(done) or 'none exist yet'}")
+
+
 STEPS: dict[str, Callable[[Context], None]] = {
     "generate": step_generate,
     "ingest": step_ingest,
@@ -180,6 +214,7 @@ STEPS: dict[str, Callable[[Context], None]] = {
     "discovery": step_discovery,
     "playlists": step_playlists,
     "report": step_report,
+    "maintenance": step_maintenance,
 }
 PIPELINE = ["generate", "ingest", "matrix", "evaluate", "als", "discovery", "playlists", "report"]
 
@@ -211,7 +246,8 @@ def step_pipeline(ctx: Context) -> None:
             continue
         started = time.time()
         print(f"\n=== spotrec {name} ===", flush=True)
-        STEPS[name](ctx)
+        with log_context(step=name):
+            STEPS[name](ctx)
         print(f"=== {name} done in {time.time() - started:.0f}s ===", flush=True)
     print("\nTables written:\n" + summarize_tables(ctx.storage))
 
@@ -227,7 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config value, e.g. als.rank=64",
         )
-        p.add_argument("--log-level", default=default if default is argparse.SUPPRESS else "INFO")
+        p.add_argument("--log-level", default=default, help="DEBUG, INFO, ... (default: logging.level, INFO)")
+        p.add_argument(
+            "--log-format",
+            default=default,
+            choices=FORMATS,
+            help="text (default) or json: one object per line with ts, level, logger, message, run_id, step",
+        )
 
     parser = argparse.ArgumentParser(prog="spotrec", description=__doc__)
     add_common(parser, None)
@@ -253,31 +295,64 @@ def build_parser() -> argparse.ArgumentParser:
     pipe = sub.add_parser("pipeline", parents=[common], help="run every step in order and summarise the tables")
     pipe.add_argument("--skip", action="append", default=[], choices=PIPELINE, help="skip a step")
     sub.add_parser("tables", parents=[common], help="list the tables that exist with rows and versions")
+    maint = sub.add_parser("maintenance", parents=[common], help="OPTIMIZE + VACUUM the tables (weekly, when idle)")
+    maint.add_argument(
+        "--retain-hours",
+        type=float,
+        default=168.0,
+        help="VACUUM keeps files a version younger than this references (default 168 = Delta's 7 days)",
+    )
+    maint.add_argument(
+        "--allow-short-retention",
+        action="store_true",
+        help="permit --retain-hours below 168 (only when no job reads or writes the tables meanwhile)",
+    )
+    maint.add_argument("--no-vacuum", action="store_true", help="OPTIMIZE only")
+    maint.add_argument(
+        "--zorder",
+        action="append",
+        metavar="TABLE=COL[,COL]",
+        help="Z-order a table instead of plain compaction, e.g. silver.listen_events=user_id (repeatable)",
+    )
+    maint.add_argument("--table", action="append", metavar="LAYER.NAME", help="only these tables (repeatable)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    # Configured twice: from the flags first (so config errors are logged in the asked-for format), then
+    # with the config's logging section filling in what the flags left unset.
+    log_format = args.log_format or "text"
     try:
+        configure_logging(args.log_level or "INFO", log_format)
         cfg = load_config(args.config, args.set or [])
-        spark = get_spark(cfg.spark)
-        spark.sparkContext.setCheckpointDir(cfg.storage.checkpoint_dir)
-        ctx = Context(spark=spark, storage=Storage(spark, cfg.storage), cfg=cfg, args=args)
-        if args.step == "pipeline":
-            step_pipeline(ctx)
-        elif args.step == "tables":
-            print(summarize_tables(ctx.storage))
-        else:
-            STEPS[args.step](ctx)
-    except SpotrecError as exc:
+        log_format = args.log_format or cfg.logging.format
+        configure_logging(args.log_level or cfg.logging.level, log_format)
+    except (SpotrecError, ValueError) as exc:
         print(f"spotrec {args.step}: error: {exc}", file=sys.stderr)
         return 2
+    with log_context(step=args.step):
+        try:
+            return _run(args, cfg)
+        except SpotrecError as exc:
+            if log_format == "json":
+                log.error("spotrec %s: error: %s", args.step, exc)
+            else:
+                print(f"spotrec {args.step}: error: {exc}", file=sys.stderr)
+            return 2
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
+    """Run the step ``args.step`` (or the pipeline / table listing) with a session and storage from ``cfg``."""
+    spark = get_spark(cfg.spark)
+    spark.sparkContext.setCheckpointDir(cfg.storage.checkpoint_dir)
+    ctx = Context(spark=spark, storage=Storage(spark, cfg.storage), cfg=cfg, args=args)
+    if args.step == "pipeline":
+        step_pipeline(ctx)
+    elif args.step == "tables":
+        print(summarize_tables(ctx.storage))
+    else:
+        STEPS[args.step](ctx)
     return 0
 
 

@@ -177,6 +177,18 @@ class DiscoverConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """How the driver's Python log records are written (see ``spotrec.logs``); ``--log-level`` and
+    ``--log-format`` on the command line override these."""
+
+    level: str = "INFO"
+    """Logging level name: DEBUG, INFO, WARNING, ERROR."""
+    format: str = "text"
+    """``text`` (human lines, the laptop default) or ``json`` (one object per line with ts, level, logger,
+    message, run_id, step: for cluster log collectors)."""
+
+
+@dataclass
 class Config:
     """Everything a spotrec run needs."""
 
@@ -189,6 +201,7 @@ class Config:
     discover: DiscoverConfig = field(default_factory=DiscoverConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
     playlists: PlaylistRLConfig = field(default_factory=PlaylistRLConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     seed: int = 42
 
     def to_dict(self) -> dict[str, Any]:

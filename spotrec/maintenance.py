@@ -2,9 +2,10 @@
 
 Incremental steps leave many small files behind (each ingest MERGE adds a few per date partition,
 each weekly ``replace_where`` a few more), and every overwrite leaves the previous version's files on
-storage for time travel. Run this weekly (see ``docs/operations.md`` and the ``maintenance`` job of the
-Databricks bundle): OPTIMIZE bin-packs each partition's files into large ones (a new table version with
-the same rows), then VACUUM deletes files no version younger than ``retain_hours`` references.
+storage for time travel. Run this weekly (``spotrec maintenance``, ``jobs/maintenance.py`` or the
+``spotrec_maintenance`` job of the Databricks bundle; see ``docs/operations.md``): OPTIMIZE bin-packs
+each partition's files into large ones (a new table version with the same rows), then VACUUM deletes
+files no version younger than ``retain_hours`` references.
 
 VACUUM limits time travel: after it, versions older than ``retain_hours`` can no longer be read, and a
 reader or writer running longer than ``retain_hours`` could lose files it still needs. Delta therefore
@@ -18,7 +19,8 @@ from collections.abc import Mapping, Sequence
 
 from pyspark.sql import SparkSession
 
-from spotrec.tables import ALL_TABLES, Storage, TableSpec
+from spotrec.errors import SpotrecError
+from spotrec.tables import Storage, TableSpec, all_tables
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,50 @@ DEFAULT_RETAIN_HOURS = 168
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
+class MaintenanceError(SpotrecError, ValueError):
+    """Maintenance was asked for something unsafe or unknown (checked before any table is touched)."""
+
+
+def select_tables(names: Sequence[str] | None) -> tuple[TableSpec, ...]:
+    """The specs named ``layer.name`` (every declared table when ``names`` is empty), in catalogue order.
+
+    Raises:
+        MaintenanceError: a name is not a declared table (the message lists the known ones).
+    """
+    specs = all_tables()
+    if not names:
+        return specs
+    known = {spec.full_name for spec in specs}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise MaintenanceError(f"unknown table(s) {unknown}; known: {sorted(known)}")
+    return tuple(spec for spec in specs if spec.full_name in set(names))
+
+
+def parse_zorder(items: Sequence[str]) -> dict[str, list[str]]:
+    """``["silver.listen_events=user_id,track_id", ...]`` -> ``{"silver.listen_events": ["user_id", "track_id"]}``.
+
+    Raises:
+        MaintenanceError: an item is not ``TABLE=COL[,COL...]`` or names a table twice.
+    """
+    out: dict[str, list[str]] = {}
+    for item in items:
+        table, _, columns = item.partition("=")
+        cols = [c.strip() for c in columns.split(",") if c.strip()]
+        if not table.strip() or not cols:
+            raise MaintenanceError(f"--zorder {item!r} must look like layer.table=column[,column...]")
+        if table.strip() in out:
+            raise MaintenanceError(f"--zorder names {table.strip()} twice")
+        out[table.strip()] = cols
+    return out
+
+
 def run_maintenance(
     spark: SparkSession,
     storage: Storage,
     *,
     retain_hours: float = DEFAULT_RETAIN_HOURS,
-    tables: Sequence[TableSpec] = ALL_TABLES,
+    tables: Sequence[TableSpec] | None = None,
     zorder_by: Mapping[str, Sequence[str]] | None = None,
     allow_short_retention: bool = False,
     vacuum: bool = True,
@@ -44,7 +84,8 @@ def run_maintenance(
         spark: the session (only used to relax Delta's retention check when asked).
         storage: where the tables live (paths or ``catalog.schema``).
         retain_hours: VACUUM keeps files that a version younger than this still references.
-        tables: the table specs to maintain (default: every table of :mod:`spotrec.tables`).
+        tables: the table specs to maintain (default: every declared table, :func:`spotrec.tables.all_tables`,
+            model tables included).
         zorder_by: optional ``{"layer.name": [columns]}``; those tables are Z-ordered by the columns
             instead of plainly compacted (e.g. ``{"silver.listen_events": ["user_id"]}`` speeds up
             per-user reads; costs a full rewrite each time).
@@ -56,20 +97,23 @@ def run_maintenance(
         The full names (``layer.name``) of the tables maintained, in ``tables`` order.
 
     Raises:
-        ValueError: ``retain_hours`` is negative, or below 168 without ``allow_short_retention``, or
-            ``zorder_by`` names a table not in ``tables``. Checked before any table is touched.
+        MaintenanceError: (a ``ValueError``) ``retain_hours`` is negative, or below 168 without
+            ``allow_short_retention``, or ``zorder_by`` names a table not in ``tables``. Checked before any
+            table is touched.
     """
+    tables = all_tables() if tables is None else tables
     if retain_hours < 0:
-        raise ValueError(f"retain_hours must be >= 0, got {retain_hours}")
+        raise MaintenanceError(f"retain_hours must be >= 0, got {retain_hours}")
     if vacuum and retain_hours < DEFAULT_RETAIN_HOURS and not allow_short_retention:
-        raise ValueError(
+        raise MaintenanceError(
             f"retain_hours={retain_hours} is below Delta's {DEFAULT_RETAIN_HOURS} h safety minimum: a job "
-            "running longer than that could lose files; pass allow_short_retention=True if none runs"
+            "running longer than that could lose files; allow short retention explicitly "
+            "(--allow-short-retention) only when no job reads or writes the tables meanwhile"
         )
     zorder = dict(zorder_by or {})
     unknown = sorted(set(zorder) - {spec.full_name for spec in tables})
     if unknown:
-        raise ValueError(f"zorder_by names unknown table(s) {unknown}")
+        raise MaintenanceError(f"zorder_by names unknown table(s) {unknown}")
 
     previous = spark.conf.get(RETENTION_CHECK, "true") or "true"
     if vacuum and retain_hours < DEFAULT_RETAIN_HOURS:

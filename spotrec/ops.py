@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pyspark.sql import SparkSession
 
 from spotrec.config import Config
+from spotrec.logs import log_context
 from spotrec.tables import RUNS, Storage, TableSpec
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def tracked_run(
     in_versions = _versions(storage, inputs)
     status, message = "succeeded", None
     try:
-        yield run_id
+        with log_context(run_id=run_id, step=step):  # every log line of the step carries its ops.runs key
+            yield run_id
     except BaseException as exc:
         status, message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
         raise

@@ -4,7 +4,7 @@
   naming a real ``spotrec`` step and the entry point of ``[project.scripts]``;
 * the spark-submit scripts parse (``bash -n``) and pass the flags a cluster run needs;
 * the spark-operator SparkApplication is well-formed and runs a real job file;
-* ``run_maintenance`` compacts small files, vacuums old ones, keeps the rows, and refuses unsafe retention.
+* the maintenance job runs ``spotrec maintenance`` (what that step does: ``tests/test_maintenance.py``).
 """
 
 from __future__ import annotations
@@ -16,13 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from pyspark.sql import SparkSession
-from pyspark.sql import types as T
 
 from spotrec import cli
 from spotrec.config import load_config
-from spotrec.maintenance import run_maintenance
-from spotrec.tables import Storage, TableSpec
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "deploy" / "databricks"
@@ -107,12 +103,25 @@ def test_pipeline_job_has_one_task_per_step_in_pipeline_order() -> None:
     assert all(t["job_cluster_key"] in clusters for t in job["tasks"])
 
 
-def test_maintenance_job_runs_the_maintenance_entry_point() -> None:
+def test_every_wheel_task_parses_with_the_cli() -> None:
+    """The bundle passes its parameters to ``spotrec.cli.main`` unchanged: a renamed option must fail here."""
+    parser = cli.build_parser()
+    for job in _bundle()["jobs"].values():
+        for task in _wheel_tasks(job):
+            args = parser.parse_args(task["python_wheel_task"]["parameters"])
+            assert args.step == task["task_key"]
+
+
+def test_maintenance_job_runs_the_maintenance_step_weekly_with_safe_retention() -> None:
     job = _bundle()["jobs"]["spotrec_maintenance"]
     (task,) = job["tasks"]
-    script = (job["_file"].parent / task["spark_python_task"]["python_file"]).resolve()
-    assert script == (BUNDLE / "src" / "maintenance.py").resolve()
-    assert "run_maintenance" in script.read_text()
+    params = task["python_wheel_task"]["parameters"]
+    assert params[0] == "maintenance" and "maintenance" in cli.STEPS
+    args = cli.build_parser().parse_args(params)
+    assert args.retain_hours >= 168 and not args.allow_short_retention
+    assert args.log_format == "json"
+    assert job["schedule"]["quartz_cron_expression"].endswith("SUN"), "must not overlap the Monday pipeline"
+    assert (REPO / "jobs" / "maintenance.py").is_file()
 
 
 @pytest.mark.parametrize("script", sorted(SUBMIT_DIR.glob("*.sh")), ids=lambda p: p.name)
@@ -169,62 +178,9 @@ def test_spark_application_is_a_well_formed_pyspark_job() -> None:
             assert args[i + 1] in cli.PIPELINE
 
 
-# -- maintenance ----------------------------------------------------------------------------------
-_EVENTS = TableSpec(
-    "silver",
-    "maintenance_probe",
-    T.StructType([T.StructField("id", T.StringType(), False), T.StructField("day", T.StringType(), False)]),
-    keys=("id",),
-    partition_by=("day",),
-)
-_ABSENT = TableSpec("gold", "never_written", T.StructType([T.StructField("id", T.StringType(), False)]), keys=("id",))
-
-
-def _files(path: Path) -> set[str]:
-    return {str(p.relative_to(path)) for p in path.rglob("*.parquet")}
-
-
-def test_maintenance_compacts_each_partition_vacuums_old_files_and_keeps_the_rows(
-    spark: SparkSession, storage: Storage
-) -> None:
-    for batch in (["1", "2"], ["3"], ["4", "5"]):  # three commits: three small files per partition
-        storage.append(
-            _EVENTS, spark.createDataFrame([(i, "a") for i in batch] + [(i + "b", "b") for i in batch], _EVENTS.schema)
-        )
-    path = Path(storage.path(_EVENTS))
-    assert len(_files(path)) == 6
-    before = sorted(storage.read(_EVENTS).collect())
-
-    done = run_maintenance(spark, storage, retain_hours=0, tables=[_EVENTS, _ABSENT], allow_short_retention=True)
-
-    assert done == ["silver.maintenance_probe"]
-    assert sorted(storage.read(_EVENTS).collect()) == before
-    files = _files(path)
-    assert len(files) == 2, f"one file per partition expected after OPTIMIZE + VACUUM, got {files}"
-    assert {f.split("/")[0] for f in files} == {"day=a", "day=b"}
-    assert spark.conf.get("spark.databricks.delta.retentionDurationCheck.enabled") == "true"
-
-
-def test_maintenance_refuses_short_retention_before_touching_anything(spark: SparkSession, storage: Storage) -> None:
-    storage.append(_EVENTS, spark.createDataFrame([("1", "a")], _EVENTS.schema))
-    storage.append(_EVENTS, spark.createDataFrame([("2", "a")], _EVENTS.schema))
-    version = storage.version(_EVENTS)
-    with pytest.raises(ValueError, match="168"):
-        run_maintenance(spark, storage, retain_hours=1, tables=[_EVENTS])
-    with pytest.raises(ValueError, match="unknown table"):
-        run_maintenance(spark, storage, tables=[_EVENTS], zorder_by={"gold.nope": ["id"]})
-    assert storage.version(_EVENTS) == version
-
-
-def test_maintenance_with_default_retention_compacts_but_keeps_time_travel(
-    spark: SparkSession, storage: Storage
-) -> None:
-    storage.append(_EVENTS, spark.createDataFrame([("1", "a")], _EVENTS.schema))
-    storage.append(_EVENTS, spark.createDataFrame([("2", "a")], _EVENTS.schema))
-    assert run_maintenance(spark, storage, tables=[_EVENTS], zorder_by={"silver.maintenance_probe": ["id"]}) == [
-        "silver.maintenance_probe"
-    ]
-    path = Path(storage.path(_EVENTS))
-    assert len(_files(path)) == 3  # the compacted file plus the two old ones, still within 168 h
-    assert sorted(r["id"] for r in storage.read(_EVENTS, version=0).collect()) == ["1"]
-    assert sorted(r["id"] for r in storage.read(_EVENTS).collect()) == ["1", "2"]
+def test_every_step_has_a_spark_submit_entry_point() -> None:
+    """``submit.sh STEP`` runs ``jobs/STEP.py``, which must pass STEP to the CLI."""
+    for step in [*cli.STEPS, "pipeline"]:
+        job = REPO / "jobs" / f"{step}.py"
+        assert job.is_file(), f"no jobs/{step}.py for `spotrec {step}`"
+        assert f'main(["{step}", *sys.argv[1:]])' in job.read_text()
