@@ -15,6 +15,12 @@
    Reported per variant (plain / double DQN): episodes, environment steps and wall seconds to converge,
    the final greedy reward and the random policy's reward for scale.
 
+3. With ``--policy PATH`` (a checkpoint of ``spotrec playlists``, e.g.
+   ``warehouse/_artifacts/playlists/policy``): that run's training curve on the demo data. Convergence is
+   the first episode whose trailing ``--window``-episode mean return reaches 95% of the final window's
+   mean (returns are those of the epsilon-greedy behaviour in the learned simulator), with the training
+   seconds to get there and in total.
+
 Single-threaded torch (``torch.set_num_threads(1)``) so numbers compare across machines with other load.
 """
 
@@ -208,6 +214,31 @@ def _train_until_optimal(
     return progress
 
 
+def training_curve(policy: str, window: int) -> pd.DataFrame:
+    """Convergence of a pipeline-trained AH-DQN from the per-episode history in its checkpoint."""
+    agent, _ = agent_mod.load_policy(policy)
+    hist = pd.DataFrame(agent.history)
+    returns = hist["charts/episodic_return"].rolling(window, min_periods=window).mean()
+    final = float(returns.iloc[-1])
+    reached = hist.index[returns >= 0.95 * final] if final > 0 else hist.index[returns >= final]
+    at = int(reached[0]) if len(reached) else len(hist) - 1
+    elapsed = hist.get("time/elapsed_s")
+    steps = int(hist["charts/episodic_length"].sum())
+    return pd.DataFrame(
+        [
+            {
+                "policy": agent.version,
+                "episodes": len(hist),
+                "steps": steps,
+                "final_mean_return": final,
+                "episodes_to_95pct": at + 1,
+                "seconds_to_95pct": float(elapsed.iloc[at]) if elapsed is not None else float("nan"),
+                "train_seconds": float(elapsed.iloc[-1]) if elapsed is not None else float("nan"),
+            }
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="simulated steps per (world, pool)")
@@ -218,7 +249,13 @@ def main() -> None:
     parser.add_argument("--bad", type=int, default=4, help="planted problem: always-skipped tracks per pool")
     parser.add_argument("--length", type=int, default=5, help="planted problem: playlist length")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--policy", help="a spotrec playlists checkpoint (file or folder): report only its curve")
+    parser.add_argument("--window", type=int, default=100, help="--policy: episodes in the moving mean")
     args = parser.parse_args()
+    if args.policy:
+        print(f"== AH-DQN training on the demo data ({args.policy}) ==")
+        print(training_curve(args.policy, args.window).to_string(index=False, float_format="%.2f"))
+        return
     torch.set_num_threads(1)
     pd.set_option("display.width", 160)
 

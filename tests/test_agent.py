@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import math
 import os
@@ -18,16 +19,20 @@ from spotrec.playlists.agent import (
     MASKED_Q,
     QNetwork,
     ReplayBuffer,
+    TrainedAgent,
+    expected_reward_torch,
     greedy_action,
     linear_schedule,
     load_policy,
+    obs_tensors,
+    q_network,
     save_policy,
     td_targets,
     train_agent,
 )
 from spotrec.playlists.config import PlaylistRLConfig
-from spotrec.playlists.env import PlaylistEnv, SessionSpec, TableResponse
-from spotrec.playlists.evaluate import compare_policies, mean_ci, run_sessions
+from spotrec.playlists.env import LearnedResponse, PlaylistEnv, SessionSpec, TableResponse, expected_reward
+from spotrec.playlists.evaluate import compare_policies, comparison_table, mean_ci, run_sessions
 from spotrec.playlists.features import FeatureLayout
 from spotrec.playlists.job import RL_PLAYLISTS, USER_MODEL_METRICS, candidate_pools, run_playlists, session_spec
 from spotrec.playlists.policies import (
@@ -37,7 +42,7 @@ from spotrec.playlists.policies import (
     RandomPolicy,
     ScorePolicy,
 )
-from spotrec.playlists.user_model import SKIPPED, UserModelNet
+from spotrec.playlists.user_model import SKIPPED, LearnedUserModel, UserModelNet
 from spotrec.tables import MODEL_METRICS, SILVER_EVENTS, TRACK_FACTORS, TRACKS, USER_FACTORS, Storage
 
 torch.set_num_threads(1)
@@ -169,6 +174,97 @@ def test_q_network_sees_the_frozen_user_model_predictions() -> None:
     assert not any(p.requires_grad for p in um.parameters())
 
 
+def test_reward_prior_q_starts_as_greedy_on_the_user_model(tmp_path) -> None:
+    """Q = user model's expected immediate reward + a zero-initialised residual: before training the agent is
+    the greedy-on-user-model policy, with Q equal to the env's expected reward for every candidate."""
+    torch.manual_seed(3)
+    cfg = PlaylistRLConfig(pool_size=6, user_model_hidden=[4], q_hidden=[8, 8])
+    um = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
+    with torch.no_grad():  # spread the heads so the candidates' expected rewards clearly differ
+        for p in um.net.parameters():
+            p.mul_(4.0)
+    q = q_network(LAYOUT, cfg, copy.deepcopy(um.net))  # the default: prior + dueling + prediction inputs
+    assert q.reward_prior is not None and q.value is not None and q.action_inputs == "predictions"
+    rng = np.random.default_rng(0)
+    spec = SessionSpec(
+        user_id="u1", user_features=rng.random(1), track_ids=np.array(list("abcdef")), track_features=rng.random((6, 2))
+    )
+    env = PlaylistEnv([spec], LearnedResponse(um), cfg, LAYOUT)
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(0)  # position 2, track a gone
+    skips = env.state().consecutive_skips
+    probs = LearnedResponse(um).probabilities(spec, np.arange(6), position=2, consecutive_skips=skips)
+    expected = expected_reward(probs, cfg)
+    got = q(*obs_tensors(obs)[:3])[0].detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert np.ptp(expected[1:]) > 0.1
+    greedy = GreedyUserModelPolicy(LearnedResponse(um), cfg).act(obs, env.state(), rng)
+    assert greedy_action(q, obs)[0] == greedy == 1 + int(np.argmax(expected[1:]))
+    # Probabilities cached by the caller (as the replay buffer keeps them) give the same values.
+    user, ctx, pool = obs_tensors(obs)[:3]
+    torch.testing.assert_close(q(user, ctx, pool, q.user_probs(user, ctx, pool)), q(user, ctx, pool))
+    # The residual is what training changes; the prior stays frozen with the user model.
+    trainable = {n for n, p in q.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("mlp.", "value.")) for n in trainable)
+
+    # The checkpoint keeps the prior: a reloaded policy gives the same Q values.
+    agent = TrainedAgent(q=q, layout=LAYOUT, cfg=cfg, version="ahdqn-test")
+    loaded, _ = load_policy(save_policy(agent, um, tmp_path / "policy"))
+    assert loaded.q.reward_prior is not None
+    np.testing.assert_allclose(loaded.q(*obs_tensors(obs)[:3])[0].detach().numpy(), got, rtol=1e-6)
+
+
+def test_checkpoints_from_before_the_prior_still_load(tmp_path) -> None:
+    """A checkpoint whose config predates q_reward_prior / q_dueling / q_action_inputs loads as it was trained."""
+    torch.manual_seed(1)
+    cfg = PlaylistRLConfig(user_model_hidden=[4], q_hidden=[8])
+    um = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
+    old_q = QNetwork(LAYOUT, cfg.q_hidden, copy.deepcopy(um.net))  # the network those checkpoints hold
+    path = save_policy(TrainedAgent(q=old_q, layout=LAYOUT, cfg=cfg, version="ahdqn-old"), um, tmp_path / "p")
+    payload = torch.load(path, weights_only=False)
+    for key in ("q_reward_prior", "q_dueling", "q_action_inputs"):
+        del payload["config"][key]
+    torch.save(payload, path)
+    loaded, _ = load_policy(path)
+    user, ctx, pool = torch.rand(2, 1), torch.rand(2, 2), torch.rand(2, 3, 2)
+    torch.testing.assert_close(loaded.q(user, ctx, pool), old_q(user, ctx, pool))
+
+
+def test_reward_prior_needs_a_user_model() -> None:
+    with pytest.raises(ValueError, match="user model"):
+        QNetwork(LAYOUT, [4], None, (1.0, 0.3, -0.5))
+    with pytest.raises(ValueError, match="user model"):
+        QNetwork(LAYOUT, [4], None, action_inputs="predictions")
+
+
+def test_dueling_prediction_only_q_network_hand_values() -> None:
+    """Q = r_hat + V(user, context) + A(context, predictions): set the streams by hand and check the sum."""
+    torch.manual_seed(0)
+    um = UserModelNet(LAYOUT, [4])
+    q = QNetwork(LAYOUT, [], um, (1.0, 0.3, -0.5), dueling=True, action_inputs="predictions")
+    assert q.mlp[0].in_features == LAYOUT.context_dim + 3
+    # Zero-initialised streams: Q starts as the expected immediate reward alone.
+    user, ctx, pool = torch.rand(2, 1), torch.rand(2, 2), torch.rand(2, 3, 2)
+    probs = q.user_probs(user, ctx, pool)
+    r_hat = expected_reward_torch(probs, torch.tensor([1.0, 0.3, -0.5]))
+    torch.testing.assert_close(q(user, ctx, pool), r_hat)
+    with torch.no_grad():
+        q.value[0].bias.fill_(2.0)  # V = 2
+        q.mlp[0].weight[0, LAYOUT.context_dim + SKIPPED] = -3.0  # A = -3 P(skip)
+    torch.testing.assert_close(q(user, ctx, pool), r_hat + 2.0 - 3.0 * probs[..., SKIPPED])
+
+
+def test_replay_buffer_keeps_user_model_probabilities() -> None:
+    buf = ReplayBuffer(capacity=4, layout=LAYOUT, pool_size=3, seed=0, with_probs=True)
+    obs = {"user": np.zeros(1), "context": np.zeros(2), "pool": np.zeros((3, 2)), "mask": np.ones(3)}
+    with pytest.raises(ValueError, match="probs"):
+        buf.add(obs, 0, 1.0, obs, False)
+    buf.add(obs, 0, 1.0, obs, False, np.full((3, 3), 0.25), np.full((3, 3), 0.75))
+    batch = buf.sample(2)
+    assert batch["probs"].shape == (2, 3, 3) and batch["next_probs"].shape == (2, 3, 3)
+    assert float(batch["probs"].max()) == 0.25 and float(batch["next_probs"].min()) == 0.75
+
+
 def test_replay_buffer_overwrites_oldest() -> None:
     buf = ReplayBuffer(capacity=2, layout=LAYOUT, pool_size=3, seed=0)
     obs = {"user": np.zeros(1), "context": np.zeros(2), "pool": np.zeros((3, 2)), "mask": np.ones(3)}
@@ -252,6 +348,24 @@ def test_compare_policies_in_two_worlds() -> None:
     assert got.loc[("true", "session_length"), "mean"] == 2.0
     assert set(got["policy"]) == {"als_score"}
     assert (got["n"] == 2).all()
+
+
+def test_comparison_table_lists_policies_best_first() -> None:
+    cfg = PlaylistRLConfig(pool_size=4, playlist_length=2, quit_after_skips=99)
+    learned = TableResponse({"a": (1.0, 0.0, 1.0)}, default=(0.0, 1.0, 0.0))
+    true = TableResponse({}, default=(0.0, 1.0, 0.0))
+    evaluation = compare_policies(
+        [PopularityPolicy(), ScorePolicy()], {"learned_sim": learned, "true": true}, [SPEC], cfg, LAYOUT, seed=0
+    )
+    lines = comparison_table(evaluation).splitlines()
+    assert lines[0] == "policy comparison, 1 sessions per policy and world"
+    head = ["reward", "[95%", "CI]", "skip", "length"]
+    assert lines[1].split() == ["policy", "learned_sim", *head, "true", *head]
+    # Score order plays a (completed, 1.0) then c (skipped, -0.5); popularity plays b then c: -1.0.
+    learned_cells = ["0.50", "[0.50,", "0.50]", "0.500", "2.00"]
+    true_cells = ["-1.00", "[-1.00,", "-1.00]", "1.000", "2.00"]
+    assert lines[2].split() == ["als_score", *learned_cells, *true_cells]
+    assert lines[3].split()[:2] == ["popularity", "-1.00"]
 
 
 # --- the Spark step: pools, playlists on executors, tables ------------------------------------------

@@ -185,3 +185,11 @@ def test_true_response_wraps_the_synthetic_ground_truth() -> None:
     # Marginalising the conditional quit chances over skip / no skip gives the truth's p_quit.
     marginal = want["p_skip"] * got.p_quit_after[:, 2] + (1 - want["p_skip"]) * got.p_quit_after[:, 0]
     np.testing.assert_allclose(marginal, want["p_quit"])
+    # The per-session lookup cache follows the session asked about: same ids in the other order, then back.
+    swapped = SessionSpec("u1", np.zeros(LAYOUT.user_dim), np.array(["t1", "t0"]), np.zeros((2, LAYOUT.track_dim)))
+    np.testing.assert_allclose(truth.probabilities(swapped, np.array([0]), 3, 1).p_skip, want["p_skip"][:1])
+    again = truth.probabilities(session(2), np.array([0]), position=3, consecutive_skips=1)
+    np.testing.assert_allclose(again.p_skip, want["p_skip"][1:])
+    # batch() (test events) agrees with the per-session path.
+    rows = truth.batch(["u1", "u1"], ["t1", "t0"], np.array([3, 3]), np.array([1, 1]))
+    np.testing.assert_allclose(rows.p_complete, want["p_complete"])

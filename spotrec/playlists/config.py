@@ -79,11 +79,23 @@ class PlaylistRLConfig:
 
     # --- AH-DQN agent ---------------------------------------------------------------------------
     q_hidden: list[int] = field(default_factory=lambda: [64, 64])
-    """Hidden sizes of the action-head Q network Q(state, track features) -> scalar."""
+    """Hidden sizes of the action-head Q network Q(state, track features) -> scalar (each stream)."""
     q_lr: float = 1e-3
     """Adam learning rate of the Q network."""
     q_user_model_features: bool = True
     """Give the Q network the (frozen) user model's three predictions per candidate as extra inputs."""
+    q_reward_prior: bool = True
+    """With ``q_user_model_features``: Q = the user model's expected immediate reward + a learned residual
+    that starts at zero, so training starts from the greedy-on-user-model policy and learns the long-term
+    part (see :class:`spotrec.playlists.agent.QNetwork`)."""
+    q_dueling: bool = True
+    """Split the residual into a state-value stream V(user, context) and an action stream, so the action
+    stream only has to learn how candidates differ (not the session's whole expected future)."""
+    q_action_inputs: str = "predictions"
+    """What the action stream sees: ``all`` (user, context, track features and the user model's
+    predictions) or ``predictions`` (context and the user model's three predictions only; needs
+    ``q_user_model_features``). On the demo world ``all`` fitted TD noise per user and track: mean session
+    reward against the true listener 5.05 with the prior alone vs 5.96 with ``predictions`` + dueling."""
     gamma: float = 0.9
     """Discount factor."""
     epsilon_start: float = 1.0

@@ -143,6 +143,9 @@ class TrueResponse:
     def __init__(self, truth: GroundTruth) -> None:
         self.truth = truth
         self._duration = truth.tracks.set_index(C.TRACK_ID)["duration_ms"].astype(np.float64)
+        self._pool: tuple[SessionSpec, np.ndarray, np.ndarray, np.ndarray] | None = None
+        """The last session's (spec, affinity, popularity, duration) per candidate: an episode asks about the
+        same pool at every step, so the id lookups run once per session instead of once per step."""
 
     def batch(
         self, user_ids: Sequence[str], track_ids: Sequence[str], positions: np.ndarray, consecutive_skips: np.ndarray
@@ -152,6 +155,16 @@ class TrueResponse:
         affinity = self.truth.affinity([str(u) for u in user_ids], track_ids)
         popularity = self.truth.popularity(track_ids)
         duration = self._duration.loc[track_ids].to_numpy()
+        return self._probs(affinity, popularity, positions, consecutive_skips, duration)
+
+    def _probs(
+        self,
+        affinity: np.ndarray,
+        popularity: np.ndarray,
+        positions: np.ndarray,
+        consecutive_skips: np.ndarray,
+        duration: np.ndarray,
+    ) -> ResponseProbs:
         model = self.truth.response_model
         # The truth counts positions from 0; the env from 1.
         args = (affinity, popularity, np.asarray(positions) - 1, np.asarray(consecutive_skips), duration)
@@ -166,12 +179,22 @@ class TrueResponse:
     def probabilities(
         self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int
     ) -> ResponseProbs:
+        if self._pool is None or self._pool[0] is not session:
+            ids = [str(t) for t in session.track_ids]
+            self._pool = (
+                session,
+                self.truth.affinity([session.user_id] * len(ids), ids),
+                self.truth.popularity(ids),
+                self._duration.loc[ids].to_numpy(),
+            )
+        _, affinity, popularity, duration = self._pool
         n = len(candidates)
-        return self.batch(
-            [session.user_id] * n,
-            list(session.track_ids[candidates]),
+        return self._probs(
+            affinity[candidates],
+            popularity[candidates],
             np.full(n, position),
             np.full(n, consecutive_skips),
+            duration[candidates],
         )
 
 

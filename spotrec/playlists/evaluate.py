@@ -98,3 +98,27 @@ def compare_policies(
             summary.insert(0, "policy", policy.name)
             frames.append(summary)
     return pd.concat(frames, ignore_index=True)
+
+
+def comparison_table(evaluation: pd.DataFrame) -> str:
+    """:func:`compare_policies` output as aligned text: one row per policy, per world the mean session reward
+    with its 95% interval, the skip rate and the session length; best session reward first (first world).
+    """
+    worlds = list(dict.fromkeys(evaluation["world"]))
+    policies = list(dict.fromkeys(evaluation["policy"]))
+    by = evaluation.set_index(["policy", "world", "metric"])
+    first = worlds[0]
+    policies.sort(key=lambda p: -float(by.loc[(p, first, "session_reward"), "mean"]))
+    n = int(evaluation["n"].max())
+    header = f"{'policy':20}" + "".join(f"  {w + ' reward [95% CI]':>28} {'skip':>6} {'length':>6}" for w in worlds)
+    lines = [f"policy comparison, {n:,} sessions per policy and world", header]
+    for policy in policies:
+        cells = []
+        for w in worlds:
+            r = by.loc[(policy, w, "session_reward")]
+            reward = f"{r['mean']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}]"
+            skip = by.loc[(policy, w, "skip_rate"), "mean"]
+            length = by.loc[(policy, w, "session_length"), "mean"]
+            cells.append(f"  {reward:>28} {skip:6.3f} {length:6.2f}")
+        lines.append(f"{policy:20}" + "".join(cells))
+    return "\n".join(lines)

@@ -461,8 +461,18 @@ def run_playlists(
     policy_path = save_policy(agent, user_model, artifacts / "policy")
 
     # 4. evaluation: same fresh sessions, every policy, learned and (when known) true world
-    eval_users = context.select(C.USER_ID).orderBy(F.xxhash64(C.USER_ID, F.lit(rl.seed + 1))).limit(rl.eval_sessions)
-    eval_sessions = _collect_sessions(candidate_pools(eval_users, catalogue, rl, ["eval"], scores), context)
+    # With fewer users than sessions asked for, each user gets several fresh pools (eval-0, eval-1, ...).
+    n_users = context.count()
+    per_user = max(1, -(-rl.eval_sessions // max(n_users, 1)))
+    eval_users = (
+        context.select(C.USER_ID)
+        .orderBy(F.xxhash64(C.USER_ID, F.lit(rl.seed + 1)))
+        .limit(-(-rl.eval_sessions // per_user))
+    )
+    eval_keys = [f"eval-{i}" for i in range(per_user)]
+    eval_sessions = _collect_sessions(candidate_pools(eval_users, catalogue, rl, eval_keys, scores), context)
+    eval_sessions = eval_sessions[: rl.eval_sessions]
+    log.info("evaluating on %d sessions (%d per user)", len(eval_sessions), per_user)
     policies: list[Policy] = [RandomPolicy(), PopularityPolicy()]
     if scores is not None:
         policies.append(ScorePolicy())
