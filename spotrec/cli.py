@@ -144,6 +144,7 @@ def step_discovery(ctx: Context) -> None:
 
 
 def step_playlists(ctx: Context) -> None:
+    from spotrec.playlists.evaluate import comparison_table
     from spotrec.playlists.job import RL_PLAYLISTS, USER_MODEL_METRICS, discover_weekly_scores, run_playlists
 
     with tracked_run(
@@ -163,6 +164,7 @@ def step_playlists(ctx: Context) -> None:
             scores=discover_weekly_scores(ctx.storage),
         )
         print(f"[playlists] {r.user_model_version} / {r.policy_version}: {r.playlists_written:,} rows")
+        print(comparison_table(r.evaluation))
 
 
 def step_report(ctx: Context) -> None:
