@@ -1,0 +1,204 @@
+"""The notebooks in notebooks/ run top to bottom on a world built by the real pipeline, and say true things.
+
+A module fixture generates a small listening world and runs every pipeline step over it (in this test
+session's Spark, with a reduced config: 60 users, a few epochs and episodes), into this test's temp folder.
+Each notebook is then executed by nbclient in a fresh IPython kernel, as a data engineer runs it, with its
+``parameters`` cell overridden the way papermill does (an injected cell right after it) to point at that
+world. Any cell error fails the test with the cell's traceback. The figures the notebooks print are then
+checked against the tables, read independently here (Discover Weekly holds no track from the user's
+history, the time-travel diff equals the difference of the two versions, lineage names the real run).
+
+The kernels build their own local Spark (one JVM per notebook, ``local[1]``) and read the same Delta
+folders; the executed notebooks are kept beside the world for inspection when a test fails.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from spotrec import cli
+from spotrec import columns as C
+from spotrec.config import Config, load_config
+from spotrec.discovery.tables import RNN_RECOMMENDATIONS
+from spotrec.logs import remove_handlers
+from spotrec.playlists.job import RL_PLAYLISTS
+from spotrec.tables import DISCOVER_WEEKLY, MODEL_METRICS, RUNS, SILVER_EVENTS, Storage
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+WORLD_SETTINGS = [
+    "generate.users=60",
+    "generate.artists=30",
+    "generate.albums_per_artist=2",
+    "generate.tracks_per_album=5",
+    "generate.weeks=3",
+    "generate.partitions=2",
+    "als.rank=8",
+    "als.max_iter=4",
+    "als.num_blocks=2",
+    "discover.user_block_size=64",
+    "discovery.w2v_epochs=1",
+    "discovery.rnn_epochs=2",
+    "discovery.vector_size=16",
+    "discovery.hidden_size=16",
+    "discovery.n_trees=5",
+    "playlists.episodes=40",
+    "playlists.learning_starts=20",
+    "playlists.log_every=20",
+    "playlists.eval_sessions=10",
+    "playlists.training_users=20",
+    "playlists.user_model_max_epochs=2",
+]
+"""A world small enough for CI: every step runs, with few users, epochs and episodes."""
+
+KERNEL_SETTINGS = [
+    "spark.master=local[1]",
+    "spark.driver_memory=1g",
+    "spark.shuffle_partitions=1",
+    'spark.conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}',
+]
+"""The notebook kernels' own Spark: small, since it only reads."""
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    yield
+    remove_handlers()
+
+
+@pytest.fixture(scope="module")
+def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Config, Storage]]:
+    """The pipeline's tables for a small generated world (every step but the report)."""
+    root = tmp_path_factory.mktemp("notebook-world")
+    settings = [
+        *WORLD_SETTINGS,
+        f"storage.root={root / 'warehouse'}",
+        f"storage.raw_dir={root / 'raw'}",
+        f"storage.checkpoint_dir={root / 'checkpoints'}",
+        f"storage.artifacts_dir={root / 'artifacts'}",
+    ]
+    started = time.monotonic()
+    code = cli.main(["pipeline", "--skip", "report", *(a for s in settings for a in ("--set", s))])
+    remove_handlers()
+    assert code == 0
+    print(f"notebook world built in {time.monotonic() - started:.0f}s")
+    cfg = load_config(None, settings)
+    yield root, cfg, Storage(spark, cfg.storage)
+
+
+def test_notebooks_are_committed_valid_and_without_outputs() -> None:
+    paths = sorted(NOTEBOOKS.glob("*.ipynb"))
+    assert [p.name for p in paths] == ["01_listener.ipynb", "02_time_travel.ipynb", "03_model_metrics.ipynb"]
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), f"{path.name}: strip the outputs"
+        tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and nb.cells[tagged[0]].cell_type == "code", f"{path.name}: one parameters cell"
+        assert 'storage_root = "warehouse"' in nb.cells[tagged[0]].source  # the demo's tables by default
+
+
+def execute(name: str, world: Path, **parameters: Any) -> str:
+    """Run ``notebooks/<name>`` in a new kernel with ``parameters``; return everything its cells printed."""
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    (at,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    values = {"storage_root": str(world / "warehouse"), "settings": KERNEL_SETTINGS, **parameters}
+    source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+    started = time.monotonic()
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(world)}})
+    try:
+        client.execute()
+    finally:
+        nbformat.write(nb, world / name)  # the executed copy, outputs and all, for a failing run
+    print(f"{name} executed in {time.monotonic() - started:.0f}s")
+    texts = [
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream" and o.name == "stdout"
+    ]
+    return "".join(texts)
+
+
+def test_listener_notebook_discover_weekly_has_nothing_from_the_history(world: tuple[Path, Config, Storage]) -> None:
+    root, cfg, storage = world
+    out = execute("01_listener.ipynb", root)
+
+    m = re.search(
+        r"Discover Weekly of (\S+) for (\S+): (\d+) tracks, (\d+) already in the history, at most (\d+) per artist", out
+    )
+    assert m, out
+    user, week, tracks, heard, per_artist = m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5))
+    assert heard == 0
+    expected = storage.read(DISCOVER_WEEKLY).where((F.col(C.USER_ID) == user) & (F.col(C.WEEK) == week)).count()
+    assert tracks == expected > 0
+    assert 1 <= per_artist <= cfg.discover.max_per_artist
+    # the chosen listener is the most active of those all three recommenders covered
+    covered = (
+        storage.read(DISCOVER_WEEKLY)
+        .where(F.col(C.WEEK) == week)
+        .select(C.USER_ID)
+        .intersect(storage.read(RNN_RECOMMENDATIONS).select(C.USER_ID))
+        .intersect(storage.read(RL_PLAYLISTS).select(C.USER_ID))
+    )
+    plays = storage.read(SILVER_EVENTS).groupBy(C.USER_ID).count().join(covered, C.USER_ID)
+    assert plays.where(F.col(C.USER_ID) == user).first()["count"] == plays.agg(F.max("count")).first()[0]
+    assert re.search(rf"^{user} played \d+ distinct tracks$", out, re.M)
+    for system in ("discover_weekly & rnn", "discover_weekly & rl_playlist", "rnn & rl_playlist"):
+        assert re.search(rf"^{system}: \d+ tracks in common$", out, re.M), out
+
+
+def test_time_travel_notebook_diff_equals_the_two_versions(world: tuple[Path, Config, Storage]) -> None:
+    root, _, storage = world
+    out = execute("02_time_travel.ipynb", root, table="ops.model_metrics")
+
+    m = re.search(r"ops\.model_metrics version (\d+) -> (\d+): (\d+) -> (\d+) rows, (\d+) added, (\d+) removed", out)
+    assert m, out
+    old, new, n_old, n_new, added, removed = (int(g) for g in m.groups())
+    assert new == storage.version(MODEL_METRICS) and old == new - 1
+    assert n_old == storage.read(MODEL_METRICS, version=old).count()
+    assert n_new == storage.read(MODEL_METRICS, version=new).count()
+    assert (added, removed) == (n_new - n_old, 0)  # ops.model_metrics is append-only
+    assert n_new > n_old
+    assert re.search(r"^0 keys \(run_id, model, dataset, metric, k\) present in both versions", out, re.M), out
+    writers = storage.read(RUNS).where(F.col("outputs")["ops.model_metrics"] == new).collect()
+    if writers:
+        assert f"version {new} was left by run {writers[0]['run_id']} (step {writers[0]['step']})" in out
+    else:
+        assert f"no ops.runs row ends at ops.model_metrics version {new}" in out
+
+
+def test_model_metrics_notebook_traces_discover_weekly_to_its_run(world: tuple[Path, Config, Storage]) -> None:
+    root, cfg, storage = world
+    out = execute("03_model_metrics.ipynb", root)
+
+    m = re.search(
+        r"gold\.discover_weekly version (\d+) was written by run (\S+) \(step (\w+)\) with ALS rank (\d+)", out
+    )
+    assert m, out
+    (als_run,) = storage.read(RUNS).where((F.col("step") == "als") & (F.col("status") == "succeeded")).collect()
+    assert int(m.group(1)) == storage.version(DISCOVER_WEEKLY) == als_run["outputs"]["gold.discover_weekly"]
+    assert (m.group(2), m.group(3), int(m.group(4))) == (als_run["run_id"], "als", cfg.als.rank)
+    inputs = ", ".join(f"{t} v{v}" for t, v in sorted(als_run["inputs"].items()))
+    assert f"from {inputs}" in out
+    best = re.findall(r"^(\S+): best ndcg@10 = ([\d.]+) by (\S+) \(run (\S+)\)$", out, re.M)
+    assert best, out
+    metrics = storage.read(MODEL_METRICS).where((F.col(C.METRIC) == "ndcg") & (F.col(C.K) == 10))
+    for dataset, value, model, run_id in best:
+        rows = metrics.where((F.col("dataset") == dataset) & (F.col(C.RUN_ID) == run_id) & (F.col(C.MODEL) == model))
+        (row,) = rows.collect()
+        assert round(row[C.VALUE], 4) == float(value)
+        assert row[C.VALUE] == metrics.where(F.col("dataset") == dataset).agg(F.max(C.VALUE)).first()[0]
