@@ -7,6 +7,8 @@
     python benchmarks/ann_bench.py --metric dot --bias-std 1 --sizes 100000   # softmax retrieval space
     python benchmarks/ann_bench.py --sizes 2000 --trees 5 --search-k 100 --repeats 1   # smoke run
 
+(A list starting with a negative search_k needs ``=``: ``--search-k=-1,1000``.)
+
 Ways to answer "the k songs nearest to this taste vector" over N song vectors, all on the same queries:
 
 - exact, one query at a time: one matrix-vector product and one ``argpartition`` per query (what a naive
