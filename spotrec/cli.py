@@ -127,6 +127,7 @@ def step_als(ctx: Context) -> None:
 def step_discovery(ctx: Context) -> None:
     from spotrec.discovery.job import run_discovery
     from spotrec.discovery.tables import DISCOVERY_TABLES
+    from spotrec.discovery.week_eval import run_discovery_evaluation
 
     with tracked_run(
         ctx.spark,
@@ -134,9 +135,18 @@ def step_discovery(ctx: Context) -> None:
         ctx.cfg,
         "discovery",
         inputs=[T.SILVER_EVENTS, T.PLAYLISTS],
-        outputs=list(DISCOVERY_TABLES),
-    ):
-        run = run_discovery(ctx.spark, ctx.storage, ctx.cfg.discovery, ctx.cfg.storage.artifacts_dir)
+        outputs=[*DISCOVERY_TABLES, T.MODEL_METRICS],
+    ) as run_id:
+        # Fit on the training weeks and score the test week beside ALS; serve that same model (or refit).
+        evaluated = run_discovery_evaluation(ctx.spark, ctx.storage, ctx.cfg, run_id)
+        dcfg = ctx.cfg.discovery
+        run = run_discovery(
+            ctx.spark,
+            ctx.storage,
+            dcfg,
+            ctx.cfg.storage.artifacts_dir,
+            model=None if dcfg.refit_for_serving else evaluated.model,
+        )
         print(
             f"[discovery] model {run.model_version}: {run.vocabulary_size:,} songs, {run.train_windows:,} training "
             f"windows; checkpoint {run.checkpoint}; Annoy index {run.index_path}"

@@ -113,6 +113,25 @@ def test_rnn_windows_have_n_inputs_and_the_next_track_as_target(spark) -> None:
     assert_df_equality(last_n(seqs, 2), expected_last, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_rnn_windows_with_new_targets_keep_first_plays_only(spark) -> None:
+    seqs = spark.createDataFrame(
+        [("u1", ["a", "b", "a", "c", "b", "d"], [0, 1, 0, 2, 1, 3])],
+        "user_id string, tracks array<string>, tokens array<int>",
+    )
+    # Targets at positions 1..5 are b, a, c, b, d; the replays of a (2) and b (4) are dropped.
+    got = rnn_windows(seqs, n=2, min_inputs=1, new_targets=True)
+    expected = spark.createDataFrame(
+        [
+            ("u1", 1, [None, "a"], "b", [-1, 0], 1),
+            ("u1", 3, ["b", "a"], "c", [1, 0], 2),
+            ("u1", 5, ["c", "b"], "d", [2, 1], 3),
+        ],
+        "user_id string, window_end int, inputs array<string>, target string, input_tokens array<int>, "
+        "target_token int",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
 def test_play_sequences_are_time_ordered_per_user(spark) -> None:
     events = spark.createDataFrame(
         [("e2", "u1", "b", _t(5), "s1", 1), ("e1", "u1", "a", _t(1), "s1", 0), ("e3", "u1", "c", _t(1, 2), "s2", 0)],

@@ -252,3 +252,31 @@ def test_rankings_leave_empty_slots_when_exclusions_leave_fewer_than_k_songs() -
     vectors = np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32)
     assert rank_by_vectors(vectors[[0]], vectors, 3, exclude=[[0, 2]]).tolist() == [[1, -1, -1]]
     assert rank_by_popularity(np.array([3, 2, 1]), 1, 3, exclude=[[0]]).tolist() == [[1, 2, -1]]
+
+
+def test_softmax_losses_match_hand_values() -> None:
+    from spotrec.discovery.rnn import retrieval_query, retrieval_space, sampled_softmax_loss, song_scores
+
+    songs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    taste = torch.tensor([[1.0, 0.0]])
+    bias = torch.tensor([0.0, 0.5])
+    # Full softmax over two songs: scores (1, 0.5), target 0.
+    expected = -np.log(np.exp(1.0) / (np.exp(1.0) + np.exp(0.5)))
+    got = taste_loss(taste, songs[[0]], "softmax", torch.tensor([0]), songs, bias).item()
+    assert got == pytest.approx(expected, rel=1e-6)
+    assert song_scores(taste, songs, bias).tolist() == [[1.0, 0.5]]
+    # Sampled: draws equal to the target are masked, each draw of song 1 adds exp(0.5) to the denominator.
+    draws = torch.randint(0, 2, (7,), generator=torch.Generator().manual_seed(3))
+    m = int((draws == 1).sum())
+    sampled = sampled_softmax_loss(taste, torch.tensor([0]), songs, bias, 7, torch.Generator().manual_seed(3))
+    assert sampled.item() == pytest.approx(-np.log(np.exp(1.0) / (np.exp(1.0) + m * np.exp(0.5))), rel=1e-6)
+
+    # Retrieval: [vector, bias] . [taste, 1] is the model's score.
+    from spotrec.discovery.rnn import RnnSpec, TasteRNN
+
+    model = TasteRNN(RnnSpec("gru", 2, 4, 1, 3, "softmax", "v", songs=2))
+    with torch.no_grad():
+        model.song_bias.copy_(bias)
+    items, metric = retrieval_space(model, songs.numpy())
+    assert metric == "dot" and items.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]
+    np.testing.assert_allclose(retrieval_query("softmax", taste.numpy()) @ items.T, [[1.0, 0.5]])

@@ -30,7 +30,14 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.discovery.config import DiscoveryConfig
-from spotrec.discovery.rnn import TasteRNN, load_checkpoint, predict_taste, train_taste_rnn
+from spotrec.discovery.rnn import (
+    TasteRNN,
+    load_checkpoint,
+    predict_taste,
+    retrieval_query,
+    retrieval_space,
+    train_taste_rnn,
+)
 from spotrec.discovery.tables import TOKENS, TRACKS
 
 log = logging.getLogger(__name__)
@@ -64,19 +71,29 @@ def next_track_metrics(ranked: np.ndarray, targets: np.ndarray, ks: Sequence[int
 
 
 def rank_by_vectors(
-    queries: np.ndarray, vectors: np.ndarray, k: int, exclude: Sequence[Sequence[int]] | None = None, chunk: int = 2048
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    k: int,
+    exclude: Sequence[Sequence[int]] | None = None,
+    chunk: int = 2048,
+    metric: str = "cosine",
 ) -> np.ndarray:
-    """Exact top-``k`` songs by cosine to each query, skipping each query's ``exclude`` songs.
+    """Exact top-``k`` songs by cosine (or inner product, ``metric="dot"``) to each query, skipping ``exclude``.
 
     Returns:
         (queries, k) song ids, best first; -1 in slots left empty when fewer than ``k`` songs remain.
     """
-    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    if metric not in ("cosine", "dot"):
+        raise ValueError(f"metric must be 'cosine' or 'dot', got {metric!r}")
+    cosine = metric == "cosine"
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12) if cosine else vectors
     k = min(k, len(vectors))
     out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         q = queries[start : start + chunk]
-        scores = (q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)) @ unit.T
+        if cosine:
+            q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        scores = q @ unit.T
         if exclude is not None:
             for row, items in enumerate(exclude[start : start + chunk]):
                 valid = [i for i in items if 0 <= i < len(vectors)]
@@ -137,7 +154,10 @@ def evaluate_next_track(
     results: dict[str, dict[str, float]] = {}
     if model is not None:
         tastes = predict_taste(model, vectors, list(histories))
-        results["rnn"] = next_track_metrics(rank_by_vectors(tastes, vectors, k, exclude), targets, ks)
+        items, metric = retrieval_space(model, vectors)  # softmax: [vector, bias] . [taste, 1]
+        queries = retrieval_query(model.spec.loss, tastes)
+        ranked = rank_by_vectors(queries, items, k, exclude, metric="dot" if metric == "dot" else "cosine")
+        results["rnn"] = next_track_metrics(ranked, targets, ks)
     last = np.stack([vectors[h[-1]] for h in histories])
     results["last_track"] = next_track_metrics(rank_by_vectors(last, vectors, k, exclude), targets, ks)
     mean = np.stack([vectors[h].mean(axis=0) for h in histories])

@@ -1,10 +1,17 @@
 """The discovery step: silver events and playlists -> song vectors -> taste RNN -> Annoy recommendations.
 
-Reads silver.listen_events (and silver.playlists when present), writes gold.track_embeddings (the chosen
-method's rows replaced), gold.user_taste_vectors and gold.rnn_recommendations, and keeps the model files under
+:func:`fit_discovery` learns the vocabulary, song vectors and RNN from the events it is given;
+:func:`run_discovery` serves a model: it writes gold.track_embeddings (the chosen method's rows replaced),
+gold.user_taste_vectors and gold.rnn_recommendations. Model files live under
 ``<artifacts_dir>/discovery/<model_version>/``: vocabulary, song vectors (.npy), RNN checkpoint (.pt + .json)
 and the Annoy index. Spark does every per-user and per-document step; only the training loops and the index
 build, single-machine by nature, run on the driver (or through TorchDistributor).
+
+Serving decision: the pipeline first fits on the training weeks and scores the last week
+(:mod:`spotrec.discovery.week_eval`), then serves *that* model, with every user's history read from all
+events (the last week included) and recently played tracks excluded. The served model is then exactly the
+measured one and the demo trains once; the price is that songs first played in the last week have no vector
+yet. ``discovery.refit_for_serving`` refits on all events instead (one more training run).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from spotrec import columns as C
 from spotrec.discovery.ann import build_annoy_index, exclusion_tokens, recommend, taste_vectors
 from spotrec.discovery.cbow import train_cbow
 from spotrec.discovery.config import DiscoveryConfig
-from spotrec.discovery.rnn import run_training
+from spotrec.discovery.rnn import load_checkpoint, retrieval_space, run_training
 from spotrec.discovery.tables import (
     DOC_ID,
     DOC_KIND,
@@ -36,6 +43,7 @@ from spotrec.discovery.tables import (
     TOKENS,
     TRACK_EMBEDDINGS,
     USER_TASTE_VECTORS,
+    VECTOR,
 )
 from spotrec.discovery.word2vec import CBOW_NS, embeddings_frame, train_mllib_word2vec, vector_matrix
 from spotrec.errors import SpotrecError
@@ -90,33 +98,53 @@ def documents_for(events: DataFrame, playlists: DataFrame | None, cfg: Discovery
     return out
 
 
-def run_discovery(
+@dataclass
+class DiscoveryModel:
+    """A fitted discovery model: the files under its artifacts folder and the facts needed to serve it."""
+
+    model_version: str
+    artifacts: str
+    vocabulary_path: str
+    """Parquet (track_id, token, count): token = row of the song vectors = Annoy item."""
+    vectors: np.ndarray
+    vectors_path: str
+    checkpoint: str
+    vocabulary_size: int
+    train_windows: int
+    embeddings: DataFrame
+    """gold.track_embeddings rows of this model (method = ``cfg.method``)."""
+
+    def vocabulary(self, spark: SparkSession) -> DataFrame:
+        """The frozen vocabulary (track_id, token, count)."""
+        return spark.read.parquet(self.vocabulary_path)
+
+
+def fit_discovery(
     spark: SparkSession,
-    storage: Storage,
+    events: DataFrame,
+    playlists: DataFrame | None,
     cfg: DiscoveryConfig,
-    artifacts_dir: str,
-    model_version: str | None = None,
-) -> DiscoveryRun:
-    """Train song vectors and the taste RNN, then write taste vectors and recommendations for every user.
+    out: str,
+    version: str,
+) -> DiscoveryModel:
+    """Learn song vectors from documents and the taste RNN from play sequences, on ``events`` only.
+
+    The evaluation calls this on the training weeks of a time split, so nothing of the test week reaches the
+    vocabulary, the song vectors or the RNN.
 
     Args:
-        spark: the session (used for Parquet I/O of the training batches).
-        storage: where silver inputs are read and gold outputs written.
+        spark: the session (Parquet I/O of the training batches).
+        events: silver.listen_events rows to learn from (event_id, user_id, track_id, ts, session_id,
+            session_position).
+        playlists: silver.playlists, or ``None``.
         cfg: the discovery configuration.
-        artifacts_dir: root folder for model files.
-        model_version: names this run's rows and files (default: :func:`default_model_version`).
+        out: the model's artifacts folder.
+        version: the model version (names files and rows).
 
     Raises:
-        SpotrecError: the data gives no training windows (too few plays per user for ``sequence_length``).
+        SpotrecError: no vocabulary, or no training windows (too few plays per user for ``sequence_length``).
     """
-    cfg.validate()
-    version = model_version or default_model_version(cfg)
-    out = os.path.join(artifacts_dir, "discovery", version)
     os.makedirs(out, exist_ok=True)
-    events = storage.read(SILVER_EVENTS).select(
-        C.EVENT_ID, C.USER_ID, C.TRACK_ID, C.TS, C.SESSION_ID, C.SESSION_POSITION
-    )
-    playlists = storage.read(PLAYLISTS) if cfg.use_playlists and storage.exists(PLAYLISTS) else None
     documents = documents_for(events, playlists, cfg)
 
     # Freeze the vocabulary in Parquet: every later join sees the same numbering, and it is a model artifact.
@@ -139,48 +167,128 @@ def run_discovery(
     else:
         embeddings = train_mllib_word2vec(encoded, cfg, version)
         vectors = vector_matrix(embeddings, vocab, cfg.vector_size)
-    storage.replace_where(TRACK_EMBEDDINGS, embeddings, f"{METHOD} = '{cfg.method}'")
     vectors_path = os.path.join(out, f"{version}-vectors.npy")
     np.save(vectors_path, vectors)
 
-    # Taste RNN on fixed windows of each user's play sequence.
+    # Taste RNN on windows of each user's play sequence.
     sequences = encode_documents(play_sequences(events), vocab, [C.USER_ID], 1)
-    windows = rnn_windows(sequences, cfg.sequence_length, cfg.window_stride).select(
-        C.USER_ID, INPUT_TOKENS, TARGET_TOKEN
-    )
+    windows = training_windows(sequences, cfg).select(C.USER_ID, INPUT_TOKENS, TARGET_TOKEN)
     train, val = validation_split(windows, cfg.validation_fraction, cfg.seed)
     train_path, val_path = os.path.join(out, "windows_train"), os.path.join(out, "windows_val")
     write_parquet(train.drop(C.USER_ID), train_path, files=max(1, spark.sparkContext.defaultParallelism))
     n_train = spark.read.parquet(train_path).count()
     if n_train == 0:
         raise SpotrecError(
-            f"discovery: no training windows: no user has more than sequence_length={cfg.sequence_length} plays "
-            "of vocabulary tracks; lower discovery.sequence_length or ingest more events"
+            "discovery: no training windows: no user played two or more vocabulary tracks (with "
+            f"window_targets={cfg.window_targets!r}, two different ones); ingest more events"
         )
     write_parquet(val.drop(C.USER_ID), val_path, files=1)
     has_val = spark.read.parquet(val_path).limit(1).count() > 0
     checkpoint = run_training(train_path, val_path if has_val else None, vectors_path, cfg, out, version)
-
-    # Taste vectors and recommendations, on executors.
-    tastes = taste_vectors(last_n(sequences, cfg.sequence_length), checkpoint, vectors_path, version)
-    storage.overwrite(USER_TASTE_VECTORS, tastes)
-    index_path = build_annoy_index(
-        vectors, os.path.join(out, f"{version}-songs.ann"), cfg.annoy_metric, cfg.n_trees, cfg.seed
+    log.info("discovery %s: %d songs, %d training windows, artifacts in %s", version, len(track_ids), n_train, out)
+    return DiscoveryModel(
+        version, out, vocab_path, vectors, vectors_path, checkpoint, len(track_ids), n_train, embeddings
     )
+
+
+@dataclass(frozen=True)
+class SongIndex:
+    """A saved Annoy index and how to open it."""
+
+    path: str
+    dimension: int
+    metric: str
+
+
+def rnn_index(model: DiscoveryModel, cfg: DiscoveryConfig) -> SongIndex:
+    """Build (once per model) the Annoy index the taste vectors are searched in.
+
+    ``l2`` / ``cosine`` models search the song vectors with ``cfg.annoy_metric``; a ``softmax`` model searches
+    ``[vector, bias]`` by inner product (see :func:`spotrec.discovery.rnn.retrieval_space`).
+    """
+    items, metric = retrieval_space(load_checkpoint(model.checkpoint), model.vectors)
+    metric = metric or cfg.annoy_metric
+    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{metric}.ann")
+    if not os.path.exists(path):
+        build_annoy_index(items, path, metric, cfg.n_trees, cfg.seed)
+    return SongIndex(path, items.shape[1], metric)
+
+
+def rnn_queries(tastes: DataFrame, cfg: DiscoveryConfig) -> DataFrame:
+    """Taste vectors (user_id, vector, ...) as queries of :func:`rnn_index`: ``[taste, 1]`` for ``softmax``."""
+    if cfg.rnn_loss != "softmax":
+        return tastes
+    return tastes.withColumn(VECTOR, F.concat(F.col(VECTOR), F.array(F.lit(1.0).cast("float"))))
+
+
+def training_windows(sequences: DataFrame, cfg: DiscoveryConfig) -> DataFrame:
+    """The RNN's (inputs, target) windows of each user's encoded play sequence, per ``cfg.window_targets``."""
+    return rnn_windows(
+        sequences, cfg.sequence_length, cfg.window_stride, min_inputs=1, new_targets=cfg.window_targets == "new"
+    )
+
+
+def user_histories(events: DataFrame, vocab: DataFrame, cfg: DiscoveryConfig) -> DataFrame:
+    """Each user's last ``sequence_length`` vocabulary plays (user_id, tracks, tokens): the RNN's input."""
+    return last_n(encode_documents(play_sequences(events), vocab, [C.USER_ID], 1), cfg.sequence_length)
+
+
+def run_discovery(
+    spark: SparkSession,
+    storage: Storage,
+    cfg: DiscoveryConfig,
+    artifacts_dir: str,
+    model_version: str | None = None,
+    model: DiscoveryModel | None = None,
+) -> DiscoveryRun:
+    """Train song vectors and the taste RNN, then write taste vectors and recommendations for every user.
+
+    Args:
+        spark: the session (used for Parquet I/O of the training batches).
+        storage: where silver inputs are read and gold outputs written.
+        cfg: the discovery configuration.
+        artifacts_dir: root folder for model files.
+        model_version: names this run's rows and files (default: :func:`default_model_version`); ignored with
+            ``model``.
+        model: serve this already fitted model instead of fitting one on all events (the pipeline passes the
+            model it just evaluated on the training weeks, so the served model is the measured one).
+
+    Raises:
+        SpotrecError: the data gives no training windows (too few plays per user for ``sequence_length``).
+    """
+    cfg.validate()
+    events = storage.read(SILVER_EVENTS).select(
+        C.EVENT_ID, C.USER_ID, C.TRACK_ID, C.TS, C.SESSION_ID, C.SESSION_POSITION
+    )
+    if model is None:
+        version = model_version or default_model_version(cfg)
+        out = os.path.join(artifacts_dir, "discovery", version)
+        playlists = storage.read(PLAYLISTS) if cfg.use_playlists and storage.exists(PLAYLISTS) else None
+        model = fit_discovery(spark, events, playlists, cfg, out, version)
+    version, out = model.model_version, model.artifacts
+    storage.replace_where(TRACK_EMBEDDINGS, model.embeddings, f"{METHOD} = '{cfg.method}'")
+    vocab = model.vocabulary(spark)
+
+    # Taste vectors (from every user's latest plays, the last week included) and recommendations, on executors.
+    tastes = taste_vectors(user_histories(events, vocab, cfg), model.checkpoint, model.vectors_path, version)
+    storage.overwrite(USER_TASTE_VECTORS, tastes)
+    index = rnn_index(model, cfg)
     exclusions = exclusion_tokens(recent_tracks(events, cfg.recent_days), vocab)
     recs = recommend(
-        storage.read(USER_TASTE_VECTORS).where(F.col(C.MODEL_VERSION) == version),
+        rnn_queries(storage.read(USER_TASTE_VECTORS).where(F.col(C.MODEL_VERSION) == version), cfg),
         exclusions,
         vocab,
-        index_path,
-        cfg.vector_size,
-        cfg.annoy_metric,
+        index.path,
+        index.dimension,
+        index.metric,
         cfg.top_k,
         cfg.search_k,
         version,
     )
     storage.overwrite(RNN_RECOMMENDATIONS, recs)
     with open(os.path.join(out, "run.json"), "w") as fh:
-        json.dump({"model_version": version, "config": asdict(cfg), "train_windows": n_train}, fh, indent=2)
-    log.info("discovery %s: %d songs, %d training windows, artifacts in %s", version, len(track_ids), n_train, out)
-    return DiscoveryRun(version, out, len(track_ids), n_train, checkpoint, index_path, vectors_path)
+        json.dump({"model_version": version, "config": asdict(cfg), "train_windows": model.train_windows}, fh, indent=2)
+    log.info("discovery %s served: recommendations in %s", version, RNN_RECOMMENDATIONS.full_name)
+    return DiscoveryRun(
+        version, out, model.vocabulary_size, model.train_windows, model.checkpoint, index.path, model.vectors_path
+    )

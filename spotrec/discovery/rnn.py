@@ -47,10 +47,17 @@ class RnnSpec:
     sequence_length: int
     loss: str
     model_version: str
+    songs: int = 0
+    """Catalogue size; a ``softmax`` model learns one bias per song (0 for ``l2`` / ``cosine``)."""
 
 
 class TasteRNN(nn.Module):
-    """GRU or LSTM over song vectors, with a linear read-out of the last hidden state into song space."""
+    """GRU or LSTM over song vectors, with a linear read-out of the last hidden state into song space.
+
+    With the ``softmax`` loss the model also holds one learnt bias per song: a song's score is
+    ``taste . vector + bias`` (see :func:`song_scores`), so the taste vector only has to say what is
+    personal while the bias carries how likely any listener is to pick the song next.
+    """
 
     def __init__(self, spec: RnnSpec) -> None:
         super().__init__()
@@ -58,6 +65,7 @@ class TasteRNN(nn.Module):
         rnn_cls = nn.GRU if spec.cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(spec.vector_size, spec.hidden_size, num_layers=spec.layers, batch_first=True)
         self.out = nn.Linear(spec.hidden_size, spec.vector_size)
+        self.song_bias = nn.Parameter(torch.zeros(spec.songs)) if spec.loss == "softmax" else None
 
     def forward(self, history: torch.Tensor) -> torch.Tensor:
         """Taste vectors (B, d) from song-vector histories (B, n, d), oldest first."""
@@ -65,8 +73,31 @@ class TasteRNN(nn.Module):
         return self.out(outputs[:, -1, :])
 
 
-def taste_loss(predicted: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean loss of a batch: ``l2`` = squared Euclidean distance (the paper), ``cosine`` = 1 - cos."""
+def song_scores(taste: torch.Tensor, songs: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Scores (B, songs) of every song for each taste vector: ``taste . vector (+ bias)``."""
+    scores = taste @ songs.T
+    return scores if bias is None else scores + bias
+
+
+def taste_loss(
+    predicted: torch.Tensor,
+    target: torch.Tensor,
+    kind: str,
+    target_tokens: torch.Tensor | None = None,
+    songs: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean loss of a batch.
+
+    ``l2`` = squared Euclidean distance to the next song's vector (the paper), ``cosine`` = 1 - cos, and
+    ``softmax`` = cross-entropy of the next song among all songs scored by :func:`song_scores` (needs
+    ``target_tokens``, ``songs`` and ``bias``). The full softmax costs one (B x songs) product per batch, cheap
+    for catalogues of tens of thousands of songs.
+    """
+    if kind == "softmax":
+        if target_tokens is None or songs is None:
+            raise ValueError("the softmax loss needs target_tokens and the song vectors")
+        return F.cross_entropy(song_scores(predicted, songs, bias), target_tokens)
     if kind == "cosine":
         return (1.0 - F.cosine_similarity(predicted, target, dim=-1)).mean()
     return ((predicted - target) ** 2).sum(-1).mean()
@@ -133,7 +164,7 @@ class RnnTrainingResult:
     val_losses: list[float]
 
 
-def _spec(cfg: DiscoveryConfig, vector_size: int, model_version: str) -> RnnSpec:
+def _spec(cfg: DiscoveryConfig, vector_size: int, model_version: str, songs: int = 0) -> RnnSpec:
     return RnnSpec(
         cell=cfg.rnn_cell,
         vector_size=vector_size,
@@ -142,6 +173,7 @@ def _spec(cfg: DiscoveryConfig, vector_size: int, model_version: str) -> RnnSpec
         sequence_length=cfg.sequence_length,
         loss=cfg.rnn_loss,
         model_version=model_version,
+        songs=songs if cfg.rnn_loss == "softmax" else 0,
     )
 
 
@@ -179,12 +211,58 @@ def padded_table(vectors: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
-def _evaluate(model: nn.Module, loader: DataLoader, vectors: torch.Tensor, loss_kind: str) -> float:
+def sampled_softmax_loss(
+    predicted: torch.Tensor,
+    target_tokens: torch.Tensor,
+    songs: torch.Tensor,
+    bias: torch.Tensor | None,
+    samples: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Cross-entropy of the true next song against ``samples`` uniformly drawn songs shared by the batch.
+
+    With uniform proposals the usual log-probability correction of sampled softmax is one constant for every
+    candidate, so it cancels; a drawn song that is the row's own target is masked out. The cost per batch is
+    B x (samples + 1) scores instead of B x songs, which is what makes the softmax affordable for large
+    catalogues and for the demo on two cores.
+    """
+    negatives = torch.randint(0, songs.shape[0], (samples,), generator=generator)
+    true = (predicted * songs[target_tokens]).sum(-1, keepdim=True)
+    sampled = predicted @ songs[negatives].T
+    if bias is not None:
+        true = true + bias[target_tokens].unsqueeze(-1)
+        sampled = sampled + bias[negatives]
+    sampled = sampled.masked_fill(negatives.unsqueeze(0) == target_tokens.unsqueeze(-1), float("-inf"))
+    logits = torch.cat([true, sampled], dim=1)
+    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+
+
+def _batch_loss(
+    model: TasteRNN,
+    trained: nn.Module,
+    table: torch.Tensor,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    samples: int = 0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The configured loss of one batch (``table``: song vectors plus the zero padding row).
+
+    ``samples`` > 0 (training only) replaces the full softmax by :func:`sampled_softmax_loss` when the
+    catalogue is larger than that; validation always uses the full softmax, so its losses stay comparable.
+    """
+    songs = table[:-1]
+    if model.spec.loss == "softmax" and 0 < samples < songs.shape[0]:
+        return sampled_softmax_loss(trained(table[tokens]), targets, songs, model.song_bias, samples, generator)
+    return taste_loss(trained(table[tokens]), table[targets], model.spec.loss, targets, songs, model.song_bias)
+
+
+def _evaluate(model: TasteRNN, loader: DataLoader, vectors: torch.Tensor) -> float:
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for tokens, targets in loader:
-            loss = taste_loss(model(vectors[tokens]), vectors[targets], loss_kind)
+            loss = _batch_loss(model, model, vectors, tokens, targets)
             total += loss.item() * len(targets)
             count += len(targets)
     model.train()
@@ -228,8 +306,9 @@ def train_taste_rnn(
     if cfg.torch_threads > 0:
         torch.set_num_threads(cfg.torch_threads)
     torch.manual_seed(cfg.seed)
+    sampler = torch.Generator().manual_seed(cfg.seed + rank)  # negatives of the sampled softmax
     table = padded_table(vectors)
-    model = TasteRNN(_spec(cfg, table.shape[1], model_version))
+    model = TasteRNN(_spec(cfg, table.shape[1], model_version, len(vectors)))
     trained: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed else model
     optimiser = torch.optim.Adam(trained.parameters(), lr=cfg.rnn_lr)
     train_data = WindowBatches(parquet_files(train_path), cfg.batch_size, cfg.seed, shard=rank, shards=world)
@@ -248,14 +327,14 @@ def train_taste_rnn(
         uneven = trained.join() if isinstance(trained, nn.parallel.DistributedDataParallel) else nullcontext()
         with uneven:
             for tokens, targets in DataLoader(train_data, batch_size=None, num_workers=workers):
-                loss = taste_loss(trained(table[tokens]), table[targets], cfg.rnn_loss)
+                loss = _batch_loss(model, trained, table, tokens, targets, cfg.softmax_samples, sampler)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
                 total += loss.item() * len(targets)
                 count += len(targets)
         train_losses.append(total / max(count, 1))
-        val = _evaluate(model, val_loader, table, cfg.rnn_loss) if val_loader is not None else train_losses[-1]
+        val = _evaluate(model, val_loader, table) if val_loader is not None else train_losses[-1]
         val_losses.append(val)
         if cfg.log_every_epoch and rank == 0:
             log.info(
@@ -369,3 +448,24 @@ def predict_taste(model: TasteRNN, vectors: np.ndarray, histories: list[np.ndarr
                 batch[:, batch.shape[1] - int(length) :, :] = vectors[chunk]
                 out[rows[start : start + 4096]] = model(torch.from_numpy(batch)).numpy()
     return out
+
+
+def retrieval_space(model: TasteRNN, vectors: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Item vectors for the nearest-neighbour index of this model, and the metric it needs (None: any).
+
+    ``l2`` / ``cosine`` models land near the next song's vector, so the song vectors themselves are searched
+    with the configured metric. A ``softmax`` model scores ``taste . vector + bias``: its items are
+    ``[vector, bias]`` searched by inner product (``dot``) with the query ``[taste, 1]`` (:func:`retrieval_query`),
+    which gives exactly the model's ranking.
+    """
+    if model.song_bias is None:
+        return np.asarray(vectors, dtype=np.float32), None
+    bias = model.song_bias.detach().cpu().numpy().astype(np.float32)
+    return np.hstack([np.asarray(vectors, dtype=np.float32), bias[:, None]]), "dot"
+
+
+def retrieval_query(model_loss: str, tastes: np.ndarray) -> np.ndarray:
+    """The index query for taste vectors: ``[taste, 1]`` for a ``softmax`` model, the taste itself otherwise."""
+    if model_loss != "softmax":
+        return tastes
+    return np.hstack([tastes, np.ones((len(tastes), 1), dtype=tastes.dtype)])

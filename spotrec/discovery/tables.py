@@ -76,7 +76,10 @@ USER_TASTE_VECTORS = TableSpec(
     ),
     keys=(C.USER_ID,),
     produced_by="discovery",
-    description="Each user's taste vector: the RNN's prediction of the next song vector from their last n plays.",
+    description=(
+        "Each user's taste vector from their last n plays: the RNN's query in song-vector space (l2/cosine loss: "
+        "the predicted next song vector; softmax loss: scores songs by taste . vector + song bias)."
+    ),
 )
 
 RNN_RECOMMENDATIONS = TableSpec(
@@ -94,7 +97,10 @@ RNN_RECOMMENDATIONS = TableSpec(
     keys=(C.USER_ID, C.RANK),
     produced_by="discovery",
     description="Nearest songs (Annoy) to each user's taste vector, without songs they played recently.",
-    column_docs={DISTANCE: "Annoy distance between the taste vector and the song vector (angular by default)"},
+    column_docs={
+        DISTANCE: "Annoy distance between the taste vector and the song vector (angular by default); for the "
+        "softmax RNN, the song's score taste . vector + bias (higher is better)"
+    },
 )
 
 DISCOVERY_TABLES: tuple[TableSpec, ...] = (TRACK_EMBEDDINGS, USER_TASTE_VECTORS, RNN_RECOMMENDATIONS)

@@ -148,7 +148,9 @@ PAD_TOKEN = -1
 """Token of an empty input slot (left padding of windows shorter than ``n``); its song vector is zero."""
 
 
-def rnn_windows(sequences: DataFrame, n: int, stride: int = 1, min_inputs: int | None = None) -> DataFrame:
+def rnn_windows(
+    sequences: DataFrame, n: int, stride: int = 1, min_inputs: int | None = None, new_targets: bool = False
+) -> DataFrame:
     """Cut each user's encoded sequence into windows of ``n`` inputs and the following target.
 
     The target at 0-based position ``i`` takes the ``n`` songs before it as inputs. Targets run over
@@ -156,11 +158,16 @@ def rnn_windows(sequences: DataFrame, n: int, stride: int = 1, min_inputs: int |
     have fewer than ``n`` real songs and are left-padded (track null, token :data:`PAD_TOKEN`), which lets
     short sequences such as radio playlists train the RNN too; by default every window is full.
 
+    With ``new_targets`` only windows whose target is the song's first occurrence in the sequence are kept: the
+    model then learns what a listener discovers next rather than which favourite they replay, which is what a
+    recommender of unheard songs is judged on (and it halves the windows of a replay-heavy history).
+
     Args:
         sequences: user_id, tracks, tokens (from :func:`encode_documents` over :func:`play_sequences`).
         n: inputs per window (the paper's ``n``).
         stride: step between consecutive targets.
         min_inputs: fewest real songs in a window (1..n; default n).
+        new_targets: keep only targets not played earlier in the sequence.
 
     Returns:
         user_id, window_end (int), inputs (array<string>), target (string), input_tokens (array<int>),
@@ -171,8 +178,11 @@ def rnn_windows(sequences: DataFrame, n: int, stride: int = 1, min_inputs: int |
         raise ValueError(f"need n >= 1, stride >= 1, 1 <= min_inputs <= n; got {n}, {stride}, {min_inputs}")
     start, length = f"greatest(i - {n}, 0) + 1", f"least(i, {n})"
     pad = f"greatest({n} - i, 0)"
+    positions = f"sequence({first}, size({TRACKS}) - 1, {stride})"
+    if new_targets:  # array_position finds the first occurrence (1-based): position i + 1 means "new here"
+        positions = f"filter({positions}, i -> array_position({TRACKS}, element_at({TRACKS}, i + 1)) = i + 1)"
     window = F.expr(
-        f"transform(sequence({first}, size({TRACKS}) - 1, {stride}), i -> named_struct("
+        f"transform({positions}, i -> named_struct("
         f"'{WINDOW_END}', i, "
         f"'{INPUTS}', concat(array_repeat(cast(null as string), {pad}), slice({TRACKS}, {start}, {length})), "
         f"'{TARGET}', element_at({TRACKS}, i + 1), "
