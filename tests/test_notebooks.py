@@ -2,13 +2,15 @@
 
 A module fixture generates a small listening world and runs every pipeline step over it (in this test
 session's Spark, with a reduced config: 60 users, a few epochs and episodes), into this test's temp folder.
-Each notebook is then executed by nbclient in a fresh IPython kernel, as a data engineer runs it, with its
+Each notebook is then executed by nbclient in an IPython kernel, as a data engineer runs it, with its
 ``parameters`` cell overridden the way papermill does (an injected cell right after it) to point at that
 world. Any cell error fails the test with the cell's traceback. The figures the notebooks print are then
 checked against the tables, read independently here (Discover Weekly holds no track from the user's
 history, the time-travel diff equals the difference of the two versions, lineage names the real run).
 
-The kernels build their own local Spark (one JVM per notebook, ``local[1]``) and read the same Delta
+The three notebooks share one kernel (started once for the module: a kernel and its Spark JVM cost
+~30 s each on a busy machine); every notebook starts with ``%reset -f``, so none can lean on variables
+another one defined. The kernel builds its own local Spark (``local[1]``) and reads the same Delta
 folders; the executed notebooks are kept beside the world for inspection when a test fails.
 """
 
@@ -22,7 +24,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
+from nbclient.util import run_sync
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -96,6 +100,17 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield root, cfg, Storage(spark, cfg.storage)
 
 
+@pytest.fixture(scope="module")
+def kernel(world: tuple[Path, Config, Storage]) -> Iterator[AsyncKernelManager]:
+    """One IPython kernel (in the world's folder) for all notebooks of the module."""
+    km = AsyncKernelManager(kernel_name="python3")
+    run_sync(km.start_kernel)(cwd=str(world[0]))
+    try:
+        yield km
+    finally:
+        run_sync(km.shutdown_kernel)(now=True)
+
+
 def test_notebooks_are_committed_valid_and_without_outputs() -> None:
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert [p.name for p in paths] == ["01_listener.ipynb", "02_time_travel.ipynb", "03_model_metrics.ipynb"]
@@ -109,18 +124,21 @@ def test_notebooks_are_committed_valid_and_without_outputs() -> None:
         assert 'storage_root = "warehouse"' in nb.cells[tagged[0]].source  # the demo's tables by default
 
 
-def execute(name: str, world: Path, **parameters: Any) -> str:
-    """Run ``notebooks/<name>`` in a new kernel with ``parameters``; return everything its cells printed."""
+def execute(name: str, world: Path, kernel: AsyncKernelManager, **parameters: Any) -> str:
+    """Run ``notebooks/<name>`` in ``kernel`` with ``parameters``; return everything its cells printed."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     (at,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     values = {"storage_root": str(world / "warehouse"), "settings": KERNEL_SETTINGS, **parameters}
     source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+    nb.cells.insert(0, nbformat.v4.new_code_cell('get_ipython().run_line_magic("reset", "-f")'))
     started = time.monotonic()
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(world)}})
+    client = NotebookClient(nb, km=kernel, timeout=600, resources={"metadata": {"path": str(world)}})
     try:
         client.execute()
     finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
         nbformat.write(nb, world / name)  # the executed copy, outputs and all, for a failing run
     print(f"{name} executed in {time.monotonic() - started:.0f}s")
     texts = [
@@ -133,9 +151,11 @@ def execute(name: str, world: Path, **parameters: Any) -> str:
     return "".join(texts)
 
 
-def test_listener_notebook_discover_weekly_has_nothing_from_the_history(world: tuple[Path, Config, Storage]) -> None:
+def test_listener_notebook_discover_weekly_has_nothing_from_the_history(
+    world: tuple[Path, Config, Storage], kernel: AsyncKernelManager
+) -> None:
     root, cfg, storage = world
-    out = execute("01_listener.ipynb", root)
+    out = execute("01_listener.ipynb", root, kernel)
 
     m = re.search(
         r"Discover Weekly of (\S+) for (\S+): (\d+) tracks, (\d+) already in the history, at most (\d+) per artist", out
@@ -161,9 +181,11 @@ def test_listener_notebook_discover_weekly_has_nothing_from_the_history(world: t
         assert re.search(rf"^{system}: \d+ tracks in common$", out, re.M), out
 
 
-def test_time_travel_notebook_diff_equals_the_two_versions(world: tuple[Path, Config, Storage]) -> None:
+def test_time_travel_notebook_diff_equals_the_two_versions(
+    world: tuple[Path, Config, Storage], kernel: AsyncKernelManager
+) -> None:
     root, _, storage = world
-    out = execute("02_time_travel.ipynb", root, table="ops.model_metrics")
+    out = execute("02_time_travel.ipynb", root, kernel, table="ops.model_metrics")
 
     m = re.search(r"ops\.model_metrics version (\d+) -> (\d+): (\d+) -> (\d+) rows, (\d+) added, (\d+) removed", out)
     assert m, out
@@ -181,9 +203,11 @@ def test_time_travel_notebook_diff_equals_the_two_versions(world: tuple[Path, Co
         assert f"no ops.runs row ends at ops.model_metrics version {new}" in out
 
 
-def test_model_metrics_notebook_traces_discover_weekly_to_its_run(world: tuple[Path, Config, Storage]) -> None:
+def test_model_metrics_notebook_traces_discover_weekly_to_its_run(
+    world: tuple[Path, Config, Storage], kernel: AsyncKernelManager
+) -> None:
     root, cfg, storage = world
-    out = execute("03_model_metrics.ipynb", root)
+    out = execute("03_model_metrics.ipynb", root, kernel)
 
     m = re.search(
         r"gold\.discover_weekly version (\d+) was written by run (\S+) \(step (\w+)\) with ALS rank (\d+)", out
