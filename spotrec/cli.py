@@ -122,6 +122,13 @@ def step_als(ctx: Context) -> None:
         print(f"[als] model {summary['model_version']}, Discover Weekly for week {summary['week']}")
         for table, rows in summary["rows"].items():
             print(f"[als]   {table}: {rows:,} rows")
+        truth = summary["taste_recovery"]
+        if truth is not None:
+            print(
+                f"[als] taste clusters vs the world's true taste groups ({truth['tracks']:,.0f} tracks, "
+                f"{truth['clusters']:.0f} clusters, {truth['groups']:.0f} groups): adjusted Rand index "
+                f"{truth['ari']:.3f} (chance 0), purity {truth['purity']:.3f} (chance {truth['purity_chance']:.3f})"
+            )
 
 
 def step_discovery(ctx: Context) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ from spotrec.discover.weekly import discover_weekly, similar_tracks
 from spotrec.tables import (
     DISCOVER_WEEKLY,
     INTERACTIONS,
+    MODEL_METRICS,
     SIMILAR_TRACKS,
     TASTE_CLUSTERS,
     TRACK_FACTORS,
@@ -196,6 +198,12 @@ def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, c
         ),
     )
 
+    # A synthetic world's ground truth beside the tables: two true groups, a third of the tracks in group 1.
+    truth_dir = Path(cfg.storage.artifacts_dir) / "ground_truth" / "tracks"
+    truth_dir.mkdir(parents=True)
+    truth = pd.DataFrame({"track_id": [f"t{i:02d}" for i in range(12)], "taste_group": [i // 6 for i in range(12)]})
+    truth.to_parquet(truth_dir / "part-0.parquet")
+
     summary = run_discover(spark, storage, cfg, "run-1", "2026-09-07")
 
     assert summary["run_id"] == "run-1" and summary["week"] == "2026-09-07"
@@ -217,6 +225,23 @@ def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, c
         assert len(artists) == len(set(artists)) == 3
     # Each block's tracks form one taste cluster, so every user's taste is 100% one cluster.
     clusters = storage.read(TASTE_CLUSTERS)
-    truth = pd.DataFrame({"track_id": [f"t{i:02d}" for i in range(12)], "taste_group": [i // 6 for i in range(12)]})
     assert cluster_purity_vs_truth(clusters, truth)["ari"] == 1.0
+    # ... which the step reports against the ground truth and records in ops.model_metrics.
+    assert summary["taste_recovery"] == {
+        "tracks": 12.0,
+        "clusters": 2.0,
+        "groups": 2.0,
+        "purity": 1.0,
+        "ari": 1.0,
+        "purity_chance": 0.5,
+    }
+    recorded = {
+        (r.model, r.dataset, r.metric): r.value
+        for r in storage.read(MODEL_METRICS).where(F.col("run_id") == "run-1").collect()
+    }
+    assert recorded == {
+        ("als_taste_clusters", "ground-truth", "taste_ari"): 1.0,
+        ("als_taste_clusters", "ground-truth", "taste_purity"): 1.0,
+        ("als_taste_clusters", "ground-truth", "taste_purity_chance"): 0.5,
+    }
     assert {r.share for r in storage.read(USER_TASTE_PROFILE).collect()} == {1.0}

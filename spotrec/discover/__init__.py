@@ -8,19 +8,23 @@ writes the six gold tables. Everything it calls is a pure DataFrame transform in
 from __future__ import annotations
 
 import datetime
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.config import Config
 from spotrec.discover.als import AlsRecommender
-from spotrec.discover.taste import taste_clusters, user_taste_profile
+from spotrec.discover.taste import CLUSTER, cluster_purity_vs_truth, taste_clusters, user_taste_profile
 from spotrec.discover.weekly import candidate_count, discover_weekly, parse_week, similar_tracks
+from spotrec.evaluation.metrics import metrics_frame
 from spotrec.tables import (
     DISCOVER_WEEKLY,
     INTERACTIONS,
+    MODEL_METRICS,
     SIMILAR_TRACKS,
     TASTE_CLUSTERS,
     TRACK_FACTORS,
@@ -117,7 +121,33 @@ def run_discover(
         "model_version": version,
         "input_version": input_version,
         "rows": counts,
+        "taste_recovery": taste_recovery(spark, storage, cfg, run_id, version, clusters),
     }
+
+
+def taste_recovery(
+    spark: SparkSession, storage: Storage, cfg: Config, run_id: str, model_version: str, clusters: DataFrame
+) -> dict[str, float] | None:
+    """Compare the taste clusters with the synthetic world's true taste groups, when that truth exists.
+
+    The measures are the adjusted Rand index (0 = chance, 1 = the groups exactly) and purity (share of
+    tracks in their cluster's majority group; chance = the largest group's share, returned as
+    ``purity_chance``). They land in ``ops.model_metrics`` (dataset ``ground-truth``). Real data has no
+    ground truth: then nothing is computed and None is returned.
+    """
+    truth_path = Path(cfg.storage.artifacts_dir) / "ground_truth" / "tracks"
+    if not truth_path.exists():  # the ground truth lives on a local or mounted path (see spotrec.synth.truth)
+        return None
+    truth = pd.read_parquet(truth_path, columns=[C.TRACK_ID, "taste_group"])
+    found: pd.DataFrame = clusters.select(C.TRACK_ID, CLUSTER).toPandas()
+    measures = cluster_purity_vs_truth(found, truth)
+    present = truth[truth[C.TRACK_ID].isin(found[C.TRACK_ID])]
+    measures["purity_chance"] = float(present["taste_group"].value_counts(normalize=True).max())
+    metrics = {f"taste_{name}": measures[name] for name in ("ari", "purity", "purity_chance")}
+    storage.append(
+        MODEL_METRICS, metrics_frame(spark, run_id, "als_taste_clusters", model_version, "ground-truth", metrics, None)
+    )
+    return measures
 
 
 __all__ = ["AlsRecommender", "run_discover", "save_discover_weekly", "week_condition"]
