@@ -102,9 +102,13 @@ def world(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(scope="module")
 def kernel(world: tuple[Path, Config, Storage]) -> Iterator[AsyncKernelManager]:
-    """One IPython kernel (in the world's folder) for all notebooks of the module."""
+    """One IPython kernel for all notebooks of the module, started in ``<world>/notebooks`` as Jupyter would
+    start it in the repository's ``notebooks/``: the default ``storage_root = "warehouse"`` then has to
+    find ``<world>/warehouse``."""
+    cwd = world[0] / "notebooks"
+    cwd.mkdir(exist_ok=True)
     km = AsyncKernelManager(kernel_name="python3")
-    run_sync(km.start_kernel)(cwd=str(world[0]))
+    run_sync(km.start_kernel)(cwd=str(cwd))
     try:
         yield km
     finally:
@@ -128,12 +132,12 @@ def execute(name: str, world: Path, kernel: AsyncKernelManager, **parameters: An
     """Run ``notebooks/<name>`` in ``kernel`` with ``parameters``; return everything its cells printed."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     (at,) = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
-    values = {"storage_root": str(world / "warehouse"), "settings": KERNEL_SETTINGS, **parameters}
+    values = {"settings": KERNEL_SETTINGS, **parameters}  # storage_root keeps its default, "warehouse"
     source = "\n".join(f"{k} = {v!r}" for k, v in values.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     nb.cells.insert(0, nbformat.v4.new_code_cell('get_ipython().run_line_magic("reset", "-f")'))
     started = time.monotonic()
-    client = NotebookClient(nb, km=kernel, timeout=600, resources={"metadata": {"path": str(world)}})
+    client = NotebookClient(nb, km=kernel, timeout=600, resources={"metadata": {"path": str(world / "notebooks")}})
     try:
         client.execute()
     finally:
@@ -156,6 +160,8 @@ def test_listener_notebook_discover_weekly_has_nothing_from_the_history(
 ) -> None:
     root, cfg, storage = world
     out = execute("01_listener.ipynb", root, kernel)
+
+    assert f"tables in {root / 'warehouse'}\n" in out  # the default, relative storage_root found the world
 
     m = re.search(
         r"Discover Weekly of (\S+) for (\S+): (\d+) tracks, (\d+) already in the history, at most (\d+) per artist", out
