@@ -217,6 +217,40 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
 
+def run_tuning(spark: SparkSession, world: World, base: ALSConfig, relevant: DataFrame, a: Any) -> None:
+    """Fit each Spark-side setting and implicit in interleaved rounds; print median fit time per setting."""
+    settings = []
+    for item in a.tuning.split(","):
+        blocks, level = item.split("x")
+        settings.append((int(blocks), level))
+    reg = a.regs[0]
+    implicit_reg = (a.implicit_regs or [reg * float(world.train.groupby("user_idx").size().mean())])[0]
+    times: dict[str, list[float]] = {}
+    quality: dict[str, float] = {}
+    # Untimed warm-up: the first fit in a JVM pays class loading and JIT, which would bias the first setting.
+    run_spark(spark, world, dataclasses.replace(base, max_iter=1), relevant, a.k, a.block_size, time_mllib_topn=False)
+    for rnd in range(a.rounds):
+        row = run_implicit(spark, world, base, implicit_reg, relevant, a.k)
+        times.setdefault("implicit", []).append(row["fit_s"])
+        quality["implicit"] = row["ndcg"]
+        for blocks, level in settings:
+            name = f"spark blocks={blocks} storage={level}"
+            cfg = dataclasses.replace(
+                base, reg_param=reg, num_blocks=blocks, intermediate_storage_level=level, final_storage_level=level
+            )
+            r = run_spark(spark, world, cfg, relevant, a.k, a.block_size, time_mllib_topn=False)
+            times.setdefault(name, []).append(r["fit_s"])
+            quality[name] = r["ndcg"]
+            print(f"round {rnd + 1}: {name}: fit {r['fit_s']:.1f}s ndcg {r['ndcg']:.4f}", flush=True)
+    ref = float(np.median(times["implicit"]))
+    print(f"\nserializer {a.serializer}, shuffle partitions {a.shuffle_partitions or a.blocks}, {a.rounds} rounds")
+    print(f"| setting | median fit s | vs implicit fit | NDCG@{a.k} |")
+    print("|---|---:|---:|---:|")
+    for name, values in times.items():
+        med = float(np.median(values))
+        print(f"| {name} | {med:.1f} | {med / ref:.1f}x | {quality[name]:.4f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=40_000)
@@ -240,6 +274,17 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--serializer", choices=["java", "kryo"], default="java", help="spark.serializer")
+    p.add_argument("--storage-level", default="MEMORY_AND_DISK", help="MLlib ALS intermediate/final storage level")
+    p.add_argument("--shuffle-partitions", type=int, default=None, help="default: --blocks")
+    p.add_argument("--skip-implicit", action="store_true", help="time the Spark side only (tuning runs)")
+    p.add_argument(
+        "--tuning",
+        default=None,
+        help="Spark-side tuning mode: comma-separated BLOCKSxSTORAGE_LEVEL settings (e.g. 4xMEMORY_AND_DISK,"
+        "2xMEMORY_ONLY) fitted in interleaved rounds beside implicit; prints median fit times and ratios",
+    )
+    p.add_argument("--rounds", type=int, default=2, help="tuning mode: interleaved rounds (median reported)")
     a = p.parse_args()
 
     world, gen_s = timed(
@@ -261,23 +306,37 @@ def main() -> None:
         num_blocks=a.blocks,
         seed=a.seed,
         checkpoint_interval=5,
+        intermediate_storage_level=a.storage_level,
+        final_storage_level=a.storage_level,
+    )
+    spark_conf = {"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"}
+    if a.serializer == "kryo":
+        spark_conf["spark.serializer"] = "org.apache.spark.serializer.KryoSerializer"
+    print(
+        f"spark side: blocks {a.blocks}, shuffle partitions {a.shuffle_partitions or a.blocks}, serializer "
+        f"{a.serializer}, storage level {a.storage_level}, local[{a.cores}]",
+        flush=True,
     )
     spark = get_spark(
         SparkConfig(
             master=f"local[{a.cores}]",
             app_name="als-bench",
-            shuffle_partitions=a.blocks,
+            shuffle_partitions=a.shuffle_partitions or a.blocks,
             driver_memory="8g",
-            conf={"spark.ui.enabled": "false", "spark.ui.showConsoleProgress": "false"},
+            conf=spark_conf,
         )
     )
     spark.sparkContext.setCheckpointDir(tempfile.mkdtemp(prefix="als-bench-ck-"))
     relevant = with_ids(spark.createDataFrame(world.test)).select(C.USER_ID, C.TRACK_ID).cache()
     relevant.count()
 
+    if a.tuning:
+        run_tuning(spark, world, base, relevant, a)
+        spark.stop()
+        return
     implicit_regs = a.implicit_regs or sorted({round(r * mean_n_u, 3) for r in a.regs} | set(a.regs))
     implicit_rows: list[tuple[str, dict[str, Any]]] = []
-    for lam in implicit_regs:
+    for lam in [] if a.skip_implicit else implicit_regs:
         r = run_implicit(spark, world, base, lam, relevant, a.k)
         implicit_rows.append((f"implicit {a.rank}f lambda'={lam:g} (= {lam / mean_n_u:.4f} x mean n_u)", r))
         print(format_rows(implicit_rows[-1:], a.k), flush=True)
@@ -291,6 +350,9 @@ def main() -> None:
     print()
     print(format_rows(implicit_rows + spark_rows, a.k))
     best_spark = max(spark_rows, key=lambda row: row[1]["ndcg"])
+    if not implicit_rows:
+        spark.stop()
+        return
     best_implicit = max(implicit_rows, key=lambda row: row[1]["ndcg"])
     print(
         f"\nbest Spark ({best_spark[0]}) NDCG@{a.k} relative to best implicit ({best_implicit[0]}): "

@@ -158,6 +158,10 @@ class ALSConfig:
     max_iter: int = 10
     num_blocks: int = 4
     checkpoint_interval: int = 5
+    intermediate_storage_level: str = "MEMORY_AND_DISK"
+    """Storage level of MLlib's per-iteration in/out blocks (MEMORY_ONLY avoids disk when memory allows)."""
+    final_storage_level: str = "MEMORY_AND_DISK"
+    """Storage level of the fitted factor RDDs."""
     seed: int = 7
     tune_ranks: list[int] = field(default_factory=lambda: [16, 32, 64])
     tune_reg_params: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])

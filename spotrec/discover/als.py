@@ -124,6 +124,8 @@ class AlsRecommender:
             numUserBlocks=cfg.num_blocks,
             numItemBlocks=cfg.num_blocks,
             checkpointInterval=cfg.checkpoint_interval,
+            intermediateStorageLevel=cfg.intermediate_storage_level,
+            finalStorageLevel=cfg.final_storage_level,
             seed=cfg.seed,
             coldStartStrategy="drop",
             userCol=C.USER_IDX,
