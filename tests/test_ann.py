@@ -56,6 +56,20 @@ def test_query_index_asks_for_more_when_exclusions_fill_the_top(tmp_path) -> Non
     index.unload()
 
 
+def test_a_fixed_search_k_still_fills_the_list_past_many_exclusions(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2000, 8)).astype(np.float32)
+    path = build_annoy_index(vectors, str(tmp_path / "many.ann"), n_trees=10, seed=1)
+    index = AnnoyIndex(8, "angular")
+    index.load(path)
+    query = vectors[0]
+    excluded = set(exact_neighbours(vectors, query[None, :], k=500)[0].tolist())  # the 500 nearest were heard
+    # search_k=20 alone inspects far fewer than 510 candidates; the budget grows with the request.
+    items, _ = query_index(index, query, k=10, search_k=20, exclude=excluded)
+    assert len(items) == 10 and not set(items) & excluded
+    index.unload()
+
+
 def test_recommendations_exclude_recently_played_tracks_exact_rows(spark, tmp_path) -> None:
     vocab = spark.createDataFrame([(f"t{i}", i) for i in range(5)] + [], "track_id string, token int")
     path = build_annoy_index(SONGS, str(tmp_path / "songs.ann"), "angular", n_trees=5, seed=3)

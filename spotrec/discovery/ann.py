@@ -123,11 +123,16 @@ def exclusion_tokens(recent: DataFrame, vocabulary: DataFrame) -> DataFrame:
 def query_index(
     index: AnnoyIndex, vector: np.ndarray, k: int, search_k: int, exclude: set[int]
 ) -> tuple[list[int], list[float]]:
-    """The ``k`` nearest items to ``vector`` that are not in ``exclude`` (asks for more when some are)."""
+    """The ``k`` nearest items to ``vector`` that are not in ``exclude`` (asks for more when some are).
+
+    A fixed ``search_k`` caps how many candidates Annoy inspects, so a user with many excluded tracks would
+    get a short list; the budget grows to Annoy's own default for the request (``n_trees * want``) then.
+    """
     n = index.get_n_items()
     want = min(n, k + len(exclude))
     while True:
-        items, distances = index.get_nns_by_vector(vector.tolist(), want, search_k=search_k, include_distances=True)
+        budget = search_k if search_k < 0 else max(search_k, index.get_n_trees() * want)
+        items, distances = index.get_nns_by_vector(vector.tolist(), want, search_k=budget, include_distances=True)
         kept = [(i, d) for i, d in zip(items, distances) if i not in exclude]
         if len(kept) >= k or want >= n or len(items) < want:
             kept = kept[:k]
