@@ -157,9 +157,9 @@ class ALSConfig:
     alpha: float = 10.0
     max_iter: int = 10
     num_blocks: int = 4
-    """User and item blocks of MLlib's ALS: set it to the executors' total cores (one block per core fitted
-    1.45x faster than 4 blocks on 2 cores, docs/benchmarks.md). It also fixes the input partitioning, so
-    results are reproducible for a given value whatever the cluster."""
+    """User and item blocks of MLlib's ALS: about the executors' total cores (more only adds shuffle tasks;
+    docs/benchmarks.md). It also fixes the input partitioning, so results are reproducible for a given
+    value whatever the cluster."""
     checkpoint_interval: int = 5
     intermediate_storage_level: str = "MEMORY_AND_DISK"
     """Storage level of MLlib's per-iteration in/out blocks (MEMORY_ONLY avoids disk when memory allows)."""
