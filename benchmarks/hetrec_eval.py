@@ -19,7 +19,6 @@ regularisations. Prints a table per seed and the mean over seeds.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -108,7 +107,7 @@ def main() -> None:
         for cfg, lam in itertools.product(
             [c for c in grid if c.reg_param == grid[0].reg_param], _floats(args.implicit_regs)
         ):
-            row = run_implicit(spark, world, dataclasses.replace(cfg), lam, relevant_idx, K)
+            row = run_implicit(spark, world, cfg, lam, relevant_idx, K)
             name = f"implicit r{cfg.rank} l{lam:g} a{cfg.alpha:g}"
             table.setdefault(name, []).append({**row, "seconds": row["fit_s"] + row["topn_s"]})
             print(f"  {name:<28} ndcg@{K} {row['ndcg']:.4f}  map@{K} {row['map']:.4f}")

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from spotrec import columns as C
 from spotrec.config import Config
 from spotrec.discover.als import AlsRecommender
-from spotrec.discover.taste import CLUSTER, cluster_purity_vs_truth, taste_clusters, user_taste_profile
+from spotrec.discover.taste import CLUSTER, cluster_purity_vs_truth, purity_chance, taste_clusters, user_taste_profile
 from spotrec.discover.weekly import candidate_count, discover_weekly, parse_week, similar_tracks
 from spotrec.evaluation.metrics import metrics_frame
 from spotrec.tables import (
@@ -141,8 +141,7 @@ def taste_recovery(
     truth = pd.read_parquet(truth_path, columns=[C.TRACK_ID, "taste_group"])
     found: pd.DataFrame = clusters.select(C.TRACK_ID, CLUSTER).toPandas()
     measures = cluster_purity_vs_truth(found, truth)
-    present = truth[truth[C.TRACK_ID].isin(found[C.TRACK_ID])]
-    measures["purity_chance"] = float(present["taste_group"].value_counts(normalize=True).max())
+    measures["purity_chance"] = purity_chance(found, truth)
     metrics = {f"taste_{name}": measures[name] for name in ("ari", "purity", "purity_chance")}
     storage.append(
         MODEL_METRICS, metrics_frame(spark, run_id, "als_taste_clusters", model_version, "ground-truth", metrics, None)

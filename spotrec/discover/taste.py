@@ -137,6 +137,12 @@ def purity(labels_true: Any, labels_pred: Any) -> float:
     return float(frame.groupby("p")["t"].agg(lambda s: s.value_counts().iloc[0]).sum() / len(t))
 
 
+def purity_chance(clusters: pd.DataFrame, truth: pd.DataFrame, *, truth_col: str = "taste_group") -> float:
+    """Purity of guessing: the largest true group's share among the clustered tracks (what purity beats)."""
+    present = truth[truth[C.TRACK_ID].isin(clusters[C.TRACK_ID])]
+    return float(present[truth_col].value_counts(normalize=True).max())
+
+
 def cluster_purity_vs_truth(
     clusters: DataFrame | pd.DataFrame,
     truth: DataFrame | pd.DataFrame,
