@@ -30,7 +30,7 @@ Making the two libraries solve the same problem:
 - Same rank, iterations, seed-controlled init (different RNGs, so not identical factors); implicit uses its
   default conjugate-gradient solver (3 CG steps per solve), MLlib exact Cholesky.
 
-Top-N timing: :func:`spotrec.discover.topn.top_n_unheard` (exact, heard tracks excluded) vs MLlib's
+Top-N timing: :func:`spotrec.weekly.topn.top_n_unheard` (exact, heard tracks excluded) vs MLlib's
 ``recommendForAllUsers`` (no exclusion), both for every training user at N = 10, both forced with the
 ``noop`` sink so only computing counts.
 """
@@ -51,11 +51,11 @@ from pyspark.sql import functions as F
 from threadpoolctl import threadpool_limits
 
 from spotrec import columns as C
-from spotrec.config import ALSConfig, SparkConfig
-from spotrec.discover.als import AlsRecommender
-from spotrec.discover.topn import top_n_unheard
+from spotrec.config import SparkConfig, WeeklyConfig
 from spotrec.evaluation.metrics import ranking_metrics
 from spotrec.spark import get_spark
+from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.topn import top_n_unheard
 
 
 @dataclasses.dataclass
@@ -124,7 +124,7 @@ def timed(fn: Any) -> tuple[Any, float]:
 def run_spark(
     spark: SparkSession,
     world: World,
-    cfg: ALSConfig,
+    cfg: WeeklyConfig,
     relevant: DataFrame,
     k: int,
     block_size: int,
@@ -160,7 +160,7 @@ def run_spark(
 
 
 def run_implicit(
-    spark: SparkSession, world: World, cfg: ALSConfig, regularization: float, relevant: DataFrame, k: int
+    spark: SparkSession, world: World, cfg: WeeklyConfig, regularization: float, relevant: DataFrame, k: int
 ) -> dict[str, Any]:
     from implicit.cpu.als import AlternatingLeastSquares
 
@@ -217,7 +217,7 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
 
-def run_tuning(spark: SparkSession, world: World, base: ALSConfig, relevant: DataFrame, a: Any) -> None:
+def run_tuning(spark: SparkSession, world: World, base: WeeklyConfig, relevant: DataFrame, a: Any) -> None:
     """Fit each Spark-side setting and implicit in interleaved rounds; print median fit time per setting."""
     settings = []
     for item in a.tuning.split(","):
@@ -228,15 +228,20 @@ def run_tuning(spark: SparkSession, world: World, base: ALSConfig, relevant: Dat
     times: dict[str, list[float]] = {}
     quality: dict[str, float] = {}
     # Untimed warm-up: the first fit in a JVM pays class loading and JIT, which would bias the first setting.
-    run_spark(spark, world, dataclasses.replace(base, max_iter=1), relevant, a.k, a.block_size, time_mllib_topn=False)
+    run_spark(spark, world, base.model_copy(update={"max_iter": 1}), relevant, a.k, a.block_size, time_mllib_topn=False)
     for rnd in range(a.rounds):
         row = run_implicit(spark, world, base, implicit_reg, relevant, a.k)
         times.setdefault("implicit", []).append(row["fit_s"])
         quality["implicit"] = row["ndcg"]
         for blocks, level in settings:
             name = f"spark blocks={blocks} storage={level}"
-            cfg = dataclasses.replace(
-                base, reg_param=reg, num_blocks=blocks, intermediate_storage_level=level, final_storage_level=level
+            cfg = base.model_copy(
+                update={
+                    "reg_param": reg,
+                    "num_blocks": blocks,
+                    "intermediate_storage_level": level,
+                    "final_storage_level": level,
+                }
             )
             r = run_spark(spark, world, cfg, relevant, a.k, a.block_size, time_mllib_topn=False)
             times.setdefault(name, []).append(r["fit_s"])
@@ -298,7 +303,7 @@ def main() -> None:
         f"generated in {gen_s:.1f}s",
         flush=True,
     )
-    base = ALSConfig(
+    base = WeeklyConfig(
         rank=a.rank,
         reg_param=a.regs[0],
         alpha=a.alpha,
@@ -342,7 +347,7 @@ def main() -> None:
         print(format_rows(implicit_rows[-1:], a.k), flush=True)
     spark_rows: list[tuple[str, dict[str, Any]]] = []
     for i, reg in enumerate(a.regs):
-        cfg = dataclasses.replace(base, reg_param=reg)
+        cfg = base.model_copy(update={"reg_param": reg})
         r = run_spark(spark, world, cfg, relevant, a.k, a.block_size, time_mllib_topn=i == 0)
         spark_rows.append((f"Spark MLlib {a.rank}f regParam={reg:g} (ALS-WR)", r))
         print(format_rows(spark_rows[-1:], a.k), flush=True)

@@ -16,8 +16,8 @@ Ways to answer "the k songs nearest to this taste vector" over N song vectors, a
 - exact, batched through BLAS: one matrix-matrix product per block of queries, then ``argpartition`` per row
   (numpy), or ``torch.mm`` + ``torch.topk`` (torch's top-k is much faster than numpy's partition, so this is
   the strongest exact baseline we have);
-- Annoy (what :mod:`spotrec.discovery.ann` serves with) for a grid of ``n_trees`` x ``search_k``. Each query
-  is one ``get_nns_by_vector`` call, as in :func:`spotrec.discovery.ann.query_index`.
+- Annoy (what :mod:`spotrec.rnn.ann` serves with) for a grid of ``n_trees`` x ``search_k``. Each query
+  is one ``get_nns_by_vector`` call, as in :func:`spotrec.rnn.ann.query_index`.
 
 Fairness. Every method runs on one core: BLAS and torch are limited to ``--threads`` threads (default 1) and
 Annoy answers one query at a time on one thread. That is per-core throughput, which is what a Spark executor
@@ -25,7 +25,7 @@ task gets; all methods scale across tasks the same way. Vectors and queries are 
 normalised once before timing (that is the exact "index build"). Timings: ``--repeats`` rounds, every method
 timed once per round in the same process (interleaved, so a burst of load on the shared machine hits all
 methods), the median round reported. Recall@k is measured against
-:func:`spotrec.discovery.ann.exact_neighbours` (so the exact rows must show 1.000: a check of the timed code).
+:func:`spotrec.rnn.ann.exact_neighbours` (so the exact rows must show 1.000: a check of the timed code).
 
 Data. ``clustered``: 200 Gaussian clusters, within-cluster spread 0.6 of the spread of the centres (song
 vectors cluster by genre); ``medium``: spread 1.0, whose Annoy recall for each ``n_trees`` / ``search_k``
@@ -37,10 +37,10 @@ saves). Queries are noisy copies of random songs (noise
 set's difficulty is printed as its relative contrast (He, Kumar & Chang 2012, "On the difficulty of nearest
 neighbor search"): mean distance from a query to all items over the distance to its k-th neighbour; the
 closer to 1, the harder. ``--metric dot --bias-std S`` mimics a ``softmax`` taste model's retrieval space
-(:func:`spotrec.discovery.rnn.retrieval_space`): items ``[vector, bias]``, queries ``[taste, 1]``.
+(:func:`spotrec.rnn.taste_rnn.retrieval_space`): items ``[vector, bias]``, queries ``[taste, 1]``.
 
 The summary prints, per data set, the fastest Annoy setting with recall@k >= ``--target``, its speed-up over
-one-at-a-time and over the best batched exact search, the configured default (``DiscoveryConfig.n_trees`` /
+one-at-a-time and over the best batched exact search, the configured default (``RnnConfig.n_trees`` /
 ``search_k``), and the catalogue size at which Annoy overtakes batched exact search.
 """
 
@@ -61,8 +61,8 @@ import torch
 from annoy import AnnoyIndex
 from threadpoolctl import threadpool_info, threadpool_limits  # installed with ``implicit`` (requirements-dev)
 
-from spotrec.discovery.ann import build_annoy_index, exact_neighbours
-from spotrec.discovery.config import DiscoveryConfig
+from spotrec.config import RnnConfig
+from spotrec.rnn.ann import build_annoy_index, exact_neighbours
 
 SPREADS = {"clustered": 0.6, "medium": 1.0, "loose": 1.5}
 """Within-cluster spread per clustered kind (centres are standard normal)."""
@@ -350,7 +350,7 @@ def print_summary(summaries: list[Summary], target: float, k: int, default: tupl
 
 def main() -> None:
     """Parse arguments, run every data set, print the tables and the summary."""
-    cfg = DiscoveryConfig()
+    cfg = RnnConfig()
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="5000,20000,100000,300000", help="comma-separated catalogue sizes")
     parser.add_argument("--kinds", default="clustered", help="comma-separated: clustered, medium, loose, gaussian")

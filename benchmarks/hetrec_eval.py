@@ -28,14 +28,14 @@ from als_bench import World, run_implicit, with_ids
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
-from spotrec.config import ALSConfig, SparkConfig
-from spotrec.discover.als import AlsRecommender
-from spotrec.discover.baselines import CooccurrenceRecommender, PopularityRecommender
+from spotrec.config import SparkConfig, WeeklyConfig
 from spotrec.evaluation.harness import evaluate
 from spotrec.evaluation.split import holdout_split
 from spotrec.features.interactions import extend_index, interactions_from_counts, with_indexes
 from spotrec.sources import read_play_counts
 from spotrec.spark import get_spark
+from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-hetrec-2k" / "user_artists.dat"
 K = 10
@@ -76,7 +76,7 @@ def main() -> None:
     print(f"HetRec Last.fm: {n_users:,} users, {n_items:,} artists, {n_pairs:,} (user, artist) play counts")
 
     grid = [
-        ALSConfig(rank=r, reg_param=lam, alpha=a, max_iter=args.iters, num_blocks=4, seed=7)
+        WeeklyConfig(rank=r, reg_param=lam, alpha=a, max_iter=args.iters, num_blocks=4, seed=7)
         for r, lam, a in itertools.product(
             [int(x) for x in args.ranks.split(",")], _floats(args.regs), _floats(args.alphas)
         )

@@ -13,14 +13,14 @@ import argparse
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 
 from spotrec.config import Config, SparkConfig, StorageConfig
-from spotrec.features.matrix import run_matrix
-from spotrec.ingest.job import run_ingest
 from spotrec.spark import get_spark
+from spotrec.steps.ingest import run_ingest
+from spotrec.steps.matrix import run_matrix
+from spotrec.storage import Storage
 from spotrec.synth.world import generate_world
-from spotrec.tables import SILVER_EVENTS, Storage
+from spotrec.tables import SILVER_EVENTS
 
 EVENTS_PER_USER = 136.0
 
@@ -33,12 +33,13 @@ def run_size(target_events: int, base: Config, spark) -> dict[str, float]:  # ty
     users = max(100, int(target_events / per_user))
     root = tempfile.mkdtemp(prefix="spotrec-bench-")
     try:
-        cfg = replace(
-            base,
-            generate=replace(g, users=users),
-            storage=StorageConfig(
-                root=f"{root}/wh", raw_dir=f"{root}/raw", checkpoint_dir=f"{root}/ck", artifacts_dir=f"{root}/art"
-            ),
+        cfg = base.model_copy(
+            update={
+                "generate": g.model_copy(update={"users": users}),
+                "storage": StorageConfig(
+                    root=f"{root}/wh", raw_dir=f"{root}/raw", checkpoint_dir=f"{root}/ck", artifacts_dir=f"{root}/art"
+                ),
+            }
         )
         storage = Storage(spark, cfg.storage)
         t0 = time.perf_counter()
@@ -67,7 +68,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     args = parser.parse_args()
     base = Config(spark=SparkConfig(shuffle_partitions=args.partitions, driver_memory="12g"))
-    base = replace(base, generate=replace(base.generate, partitions=args.partitions))
+    base = base.model_copy(update={"generate": base.generate.model_copy(update={"partitions": args.partitions})})
     spark = get_spark(base.spark)
     spark.sparkContext.setLogLevel("ERROR")
     rows = [run_size(n, base, spark) for n in args.events]

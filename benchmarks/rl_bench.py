@@ -3,9 +3,9 @@
     python benchmarks/rl_bench.py                      # pools of 30 and 100, 3 seeds, DQN vs double DQN
     python benchmarks/rl_bench.py --steps 2000 --seeds 1 --episodes 300   # quick smoke run
 
-1. Simulated steps per second of :class:`~spotrec.playlists.env.PlaylistEnv` with a random policy, for
+1. Simulated steps per second of :class:`~spotrec.rl.env.PlaylistEnv` with a random policy, for
    the learned user model (an MLP of the configured size; its weights do not change the cost) and for the
-   ground-truth listener of the synthetic world (:class:`~spotrec.playlists.env.TrueResponse` over an
+   ground-truth listener of the synthetic world (:class:`~spotrec.rl.env.TrueResponse` over an
    in-memory ground truth with random taste vectors), per pool size.
 2. AH-DQN on a planted problem where the optimum is known: per session a pool of ``pool`` tracks of which
    ``bad`` are always skipped (energy > 0.8 for low-energy listeners, < 0.2 for high-energy ones) and the
@@ -33,14 +33,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from spotrec.playlists import agent as agent_mod
-from spotrec.playlists.agent import QNetwork
-from spotrec.playlists.config import PlaylistRLConfig
-from spotrec.playlists.env import LearnedResponse, PlaylistEnv, ResponseModel, ResponseProbs, SessionSpec, TrueResponse
-from spotrec.playlists.evaluate import run_sessions
-from spotrec.playlists.features import FeatureLayout
-from spotrec.playlists.policies import DQNPolicy, RandomPolicy
-from spotrec.playlists.user_model import LearnedUserModel, UserModelNet
+from spotrec.config import RlConfig
+from spotrec.rl import agent as agent_mod
+from spotrec.rl.agent import QNetwork
+from spotrec.rl.env import LearnedResponse, PlaylistEnv, ResponseModel, ResponseProbs, SessionSpec, TrueResponse
+from spotrec.rl.evaluate import run_sessions
+from spotrec.rl.features import FeatureLayout
+from spotrec.rl.policies import DQNPolicy, RandomPolicy
+from spotrec.rl.user_model import LearnedUserModel, UserModelNet
 
 
 def _random_session(rng: np.random.Generator, layout: FeatureLayout, n: int, n_tracks: int) -> SessionSpec:
@@ -79,7 +79,7 @@ def simulator_throughput(steps: int, pools: list[int], seed: int) -> pd.DataFram
     layout = FeatureLayout()
     rows = []
     for pool in pools:
-        cfg = PlaylistRLConfig(pool_size=pool, playlist_length=20, seed=seed)
+        cfg = RlConfig(pool_size=pool, playlist_length=20, seed=seed)
         torch.manual_seed(seed)
         learned = LearnedResponse(
             LearnedUserModel(net=UserModelNet(layout, cfg.user_model_hidden), layout=layout, cfg=cfg)
@@ -149,12 +149,12 @@ def convergence(pool: int, bad: int, length: int, episodes: int, eval_every: int
     held_out_rng = np.random.default_rng(12345)
     held_out = [draw(held_out_rng) for _ in range(50)]
     # Warm-up (torch's first backward pass costs about a second), so the first timed run is not penalised.
-    warm = PlaylistRLConfig(pool_size=pool, playlist_length=length, episodes=30, learning_starts=16, log_every=10**9)
+    warm = RlConfig(pool_size=pool, playlist_length=length, episodes=30, learning_starts=16, log_every=10**9)
     agent_mod.train_agent(PlaylistEnv(draw, _Planted(), warm, layout), warm)
     rows = []
     for double in (False, True):
         for seed in seeds:
-            cfg = PlaylistRLConfig(
+            cfg = RlConfig(
                 pool_size=pool,
                 playlist_length=length,
                 episodes=episodes,
@@ -191,7 +191,7 @@ def convergence(pool: int, bad: int, length: int, episodes: int, eval_every: int
 
 
 def _train_until_optimal(
-    env: PlaylistEnv, eval_env: PlaylistEnv, held_out: list[SessionSpec], cfg: PlaylistRLConfig, eval_every: int
+    env: PlaylistEnv, eval_env: PlaylistEnv, held_out: list[SessionSpec], cfg: RlConfig, eval_every: int
 ) -> dict[str, float]:
     """Train, evaluating the greedy policy every ``eval_every`` episodes; when did it first reach 99%?"""
     optimum = cfg.playlist_length * cfg.reward_complete

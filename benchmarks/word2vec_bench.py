@@ -17,11 +17,10 @@ import time
 
 import numpy as np
 
-from spotrec.config import SparkConfig
-from spotrec.discovery.cbow import train_cbow
-from spotrec.discovery.config import DiscoveryConfig
-from spotrec.discovery.word2vec import train_mllib_word2vec, vector_matrix
+from spotrec.config import RnnConfig, SparkConfig
 from spotrec.features.documents import build_vocabulary, encode_documents, write_parquet
+from spotrec.rnn.cbow import train_cbow
+from spotrec.rnn.word2vec import train_mllib_word2vec, vector_matrix
 from spotrec.spark import get_spark
 
 
@@ -86,7 +85,7 @@ def main() -> None:
     tokens = int(counts.sum())
     print(f"corpus: {args.playlists} playlists, {tokens} tokens, {len(voc)} songs in {args.groups} groups")
 
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         vector_size=args.dim,
         window=5,
         negatives=5,

@@ -1,4 +1,7 @@
-"""spark-submit entry point: `spark-submit jobs/als.py [--config FILE] [--set key=value ...]`."""
+"""Deprecated spark-submit entry point: `spotrec als` is now `spotrec weekly` (jobs/weekly.py).
+
+Kept for one release; the CLI logs the same deprecation.
+"""
 
 import sys
 

@@ -1,4 +1,7 @@
-"""spark-submit entry point: `spark-submit jobs/discovery.py [--config FILE] [--set key=value ...]`."""
+"""Deprecated spark-submit entry point: `spotrec discovery` is now `spotrec rnn` (jobs/rnn.py).
+
+Kept for one release; the CLI logs the same deprecation.
+"""
 
 import sys
 

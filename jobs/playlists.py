@@ -1,4 +1,7 @@
-"""spark-submit entry point: `spark-submit jobs/playlists.py [--config FILE] [--set key=value ...]`."""
+"""Deprecated spark-submit entry point: `spotrec playlists` is now `spotrec rl` (jobs/rl.py).
+
+Kept for one release; the CLI logs the same deprecation.
+"""
 
 import sys
 

@@ -3,13 +3,13 @@
 ``spotrec --log-format json <step>`` (or ``logging.format: json`` in the config) makes every log record
 of the driver one line such as::
 
-    {"ts": "2026-11-28T15:30:01.123Z", "level": "INFO", "logger": "spotrec.maintenance",
+    {"ts": "2026-11-28T15:30:01.123Z", "level": "INFO", "logger": "spotrec.steps.maintenance",
      "message": "maintained silver.listen_events: ...", "run_id": "20261128T153000-maintenance-1a2b3c",
      "step": "maintenance"}
 
 so Databricks / Kubernetes / Fluent Bit / Loki can parse the driver's stderr without a regex and join a
 line to its ``ops.runs`` row by ``run_id``. ``run_id`` and ``step`` come from :func:`log_context`, which
-``spotrec.ops.tracked_run`` and the CLI enter around every step; outside a step they are ``null``.
+``spotrec.steps.base.tracked_run`` and the CLI enter around every step; outside a step they are ``null``.
 
 Only Python log records are covered: the summaries the CLI prints to stdout stay human text, and the
 JVM's own log4j output is configured separately (``docs/operations.md``).

@@ -1,30 +1,21 @@
-"""Every table spotrec writes: name, schema, keys, partitioning, meaning; and the I/O helpers.
+"""Every table spotrec writes: name, schema, keys, partitioning, the step that produces it, meaning.
 
-Tables are addressed through :class:`Storage`, which maps a :class:`TableSpec` to either a Delta folder
-under a root path (local runs, spark-submit on HDFS/S3) or a ``catalog.schema.layer_name`` table
-(Databricks / Unity Catalog). Nothing else in spotrec builds a table path or name.
-
-All writes conform the frame to the declared schema first (column order and types), so a transform
-that drops or renames a column fails here with a message instead of producing a silently different table.
+The contract of the pipeline's data: :mod:`spotrec.storage` reads and writes these specs, ``docs/tables.md``
+is generated from them, and a test checks that every ``produced_by`` names a real CLI step. All writes
+conform the frame to the declared schema first (:func:`conform`), so a transform that drops or renames a
+column fails with a message instead of producing a silently different table.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spotrec import columns as C
-from spotrec.errors import MissingTableError, SchemaMismatchError
-from spotrec.retry import retry_on_conflict
-
-if TYPE_CHECKING:
-    from spotrec.config import StorageConfig
+from spotrec.errors import SchemaMismatchError
 
 
 @dataclass(frozen=True)
@@ -275,7 +266,7 @@ RUNS = TableSpec(
         ("message", S, True),
     ),
     keys=(C.RUN_ID, "step"),
-    produced_by="every step",
+    produced_by="pipeline",
     description="Lineage: which config and input table versions produced which output table versions.",
 )
 
@@ -293,7 +284,7 @@ MODEL_METRICS = TableSpec(
         ("created_at", TS, False),
     ),
     keys=(C.RUN_ID, C.MODEL, "dataset", C.METRIC, C.K),
-    produced_by="evaluation steps",
+    produced_by="evaluate",
     description="One row per (run, model, dataset, metric, k): every evaluation figure ever computed.",
 )
 
@@ -307,7 +298,7 @@ USER_FACTORS = TableSpec(
         (C.MODEL_VERSION, S, False),
     ),
     keys=(C.USER_ID,),
-    produced_by="als",
+    produced_by="weekly",
     description="ALS user factor vectors of the latest model version.",
 )
 
@@ -321,7 +312,7 @@ TRACK_FACTORS = TableSpec(
         (C.MODEL_VERSION, S, False),
     ),
     keys=(C.TRACK_ID,),
-    produced_by="als",
+    produced_by="weekly",
     description="ALS track factor vectors of the latest model version.",
 )
 
@@ -339,7 +330,7 @@ DISCOVER_WEEKLY = TableSpec(
     ),
     keys=(C.WEEK, C.USER_ID, C.RANK),
     partition_by=(C.WEEK,),
-    produced_by="discover",
+    produced_by="weekly",
     description="Per week and user: the top tracks the user has never played, at most N per artist.",
 )
 
@@ -354,7 +345,7 @@ SIMILAR_TRACKS = TableSpec(
         (C.MODEL_VERSION, S, False),
     ),
     keys=(C.TRACK_ID, C.RANK),
-    produced_by="discover",
+    produced_by="weekly",
     description="Each track's nearest tracks by cosine similarity of ALS factors.",
 )
 
@@ -363,7 +354,7 @@ TASTE_CLUSTERS = TableSpec(
     "taste_clusters",
     _schema((C.TRACK_ID, S, False), ("cluster", I, False), ("distance", D, True), (C.MODEL_VERSION, S, False)),
     keys=(C.TRACK_ID,),
-    produced_by="discover",
+    produced_by="weekly",
     description="k-means cluster of each track's (normalised) ALS factor vector.",
 )
 
@@ -372,8 +363,122 @@ USER_TASTE_PROFILE = TableSpec(
     "user_taste_profile",
     _schema((C.USER_ID, S, False), ("cluster", I, False), ("share", D, False), (C.MODEL_VERSION, S, False)),
     keys=(C.USER_ID, "cluster"),
-    produced_by="discover",
+    produced_by="weekly",
     description="Each user's share of listening confidence per taste cluster (shares sum to 1).",
+)
+
+TRACK_EMBEDDINGS = TableSpec(
+    "gold",
+    "track_embeddings",
+    T.StructType(
+        [
+            T.StructField(C.TRACK_ID, S, False),
+            T.StructField(C.METHOD, S, False),
+            T.StructField(C.VECTOR, FLOATS, False),
+            T.StructField(C.MODEL_VERSION, S, False),
+        ]
+    ),
+    keys=(C.TRACK_ID, C.METHOD),
+    produced_by="rnn",
+    description="word2vec song vectors learnt from playlists and sessions (cbow_ns: torch; sg_hs: MLlib).",
+    column_docs={
+        C.METHOD: "cbow_ns (CBOW + negative sampling, torch) or sg_hs (skip-gram + hierarchical softmax, MLlib)",
+        C.VECTOR: "the song vector (vector_size floats)",
+    },
+)
+
+USER_TASTE_VECTORS = TableSpec(
+    "gold",
+    "user_taste_vectors",
+    T.StructType(
+        [
+            T.StructField(C.USER_ID, S, False),
+            T.StructField(C.VECTOR, FLOATS, False),
+            T.StructField(C.MODEL_VERSION, S, False),
+        ]
+    ),
+    keys=(C.USER_ID,),
+    produced_by="rnn",
+    description=(
+        "Each user's taste vector from their last n plays: the RNN's query in song-vector space (l2/cosine loss: "
+        "the predicted next song vector; softmax loss: scores songs by taste . vector + song bias)."
+    ),
+)
+
+RNN_RECOMMENDATIONS = TableSpec(
+    "gold",
+    "rnn_recommendations",
+    T.StructType(
+        [
+            T.StructField(C.USER_ID, S, False),
+            T.StructField(C.RANK, I, False),
+            T.StructField(C.TRACK_ID, S, False),
+            T.StructField(C.DISTANCE, T.DoubleType(), False),
+            T.StructField(C.MODEL_VERSION, S, False),
+        ]
+    ),
+    keys=(C.USER_ID, C.RANK),
+    produced_by="rnn",
+    description="Nearest songs (Annoy) to each user's taste vector, without songs they played recently.",
+    column_docs={
+        C.DISTANCE: "Annoy distance between the taste vector and the song vector (angular by default); for the "
+        "softmax RNN, the song's score taste . vector + bias (higher is better)"
+    },
+)
+
+RL_PLAYLISTS = TableSpec(
+    "gold",
+    "rl_playlists",
+    T.StructType(
+        [
+            T.StructField(C.USER_ID, S, False),
+            T.StructField(C.SESSION, S, False),
+            T.StructField(C.POSITION, I, False),
+            T.StructField(C.TRACK_ID, S, False),
+            T.StructField(C.Q_VALUE, D, False),
+            T.StructField(C.PREDICTED_SKIP, D, True),
+            T.StructField(C.POLICY_VERSION, S, False),
+        ]
+    ),
+    keys=(C.USER_ID, C.SESSION, C.POSITION),
+    produced_by="rl",
+    description="Per user and session: the AH-DQN's playlist (1-based positions) with Q value and the user "
+    "model's P(skip) per slot; one session's rows are replaced as a whole.",
+    column_docs={
+        C.SESSION: "Key of the generated session (default: the run's UTC date); pools are drawn per key.",
+        C.POSITION: "1-based slot in the playlist.",
+        C.Q_VALUE: "The agent's Q(state, track) when it chose the track: expected discounted session reward.",
+        C.PREDICTED_SKIP: "The user model's P(skip) for the track at that slot, along the most likely path.",
+        C.POLICY_VERSION: "Content hash of the AH-DQN checkpoint (file <artifacts>/playlists/policy/<v>.pt).",
+    },
+)
+
+USER_MODEL_METRICS = TableSpec(
+    "gold",
+    "user_model_metrics",
+    T.StructType(
+        [
+            T.StructField(C.MODEL_VERSION, S, False),
+            T.StructField(C.HEAD, S, False),
+            T.StructField(C.PREDICTOR, S, False),
+            T.StructField(C.METRIC, S, False),
+            T.StructField(C.BIN, I, True),
+            T.StructField(C.VALUE, D, True),
+            T.StructField(C.CREATED_AT, T.TimestampType(), False),
+        ]
+    ),
+    keys=(C.MODEL_VERSION, C.HEAD, C.PREDICTOR, C.METRIC, C.BIN),
+    produced_by="rl",
+    description="Held-out quality of each user model version per head (completed / skipped / listened): AUC "
+    "and log-loss of the model, the global-rate and track-rate baselines and (synthetic world) the truth; "
+    "calibration bins (count, mean predicted, observed, true).",
+    column_docs={
+        C.MODEL_VERSION: "Content hash of the user model checkpoint (<artifacts>/playlists/user_model/<v>.pt).",
+        C.HEAD: "completed | skipped | listened (played more than listen_threshold_s).",
+        C.PREDICTOR: "user_model | global_rate | track_rate (the track's smoothed training rate) | truth.",
+        C.METRIC: "auc | log_loss | n | calib_count | calib_mean_pred | calib_observed | calib_true.",
+        C.BIN: "Calibration bin (equal width over predicted probability); null for scalar metrics.",
+    },
 )
 
 ALL_TABLES: tuple[TableSpec, ...] = (
@@ -392,6 +497,11 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     SIMILAR_TRACKS,
     TASTE_CLUSTERS,
     USER_TASTE_PROFILE,
+    TRACK_EMBEDDINGS,
+    USER_TASTE_VECTORS,
+    RNN_RECOMMENDATIONS,
+    USER_MODEL_METRICS,
+    RL_PLAYLISTS,
     INGEST_LOG,
     RUNS,
     MODEL_METRICS,
@@ -399,19 +509,23 @@ ALL_TABLES: tuple[TableSpec, ...] = (
 
 
 def all_tables() -> tuple[TableSpec, ...]:
-    """Every declared table, including those the model packages declare in their own modules."""
-    specs = list(ALL_TABLES)
-    for module in EXTRA_TABLE_MODULES:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        specs += [v for v in vars(mod).values() if isinstance(v, TableSpec) and v not in specs]
-    return tuple(specs)
+    """Every table spotrec writes, in pipeline order."""
+    return ALL_TABLES
 
 
-EXTRA_TABLE_MODULES: tuple[str, ...] = ("spotrec.discovery.tables", "spotrec.playlists.job")
-"""Modules whose module-level TableSpec constants are part of the catalogue (model packages)."""
+RNN_TABLES: tuple[TableSpec, ...] = (TRACK_EMBEDDINGS, USER_TASTE_VECTORS, RNN_RECOMMENDATIONS)
+"""What the rnn step writes besides ops tables."""
+
+
+def float_vector(column: str | Column) -> Column:
+    """``column`` as array<float> with non-null elements, the tables' vector type.
+
+    Spark cannot cast an array whose elements may be null into one whose elements may not, and frames built
+    from Python or ``mapInPandas`` always declare nullable elements; a null element (never produced by the
+    models) would become 0.
+    """
+    col = F.col(column) if isinstance(column, str) else column
+    return F.transform(col.cast("array<float>"), lambda x: F.coalesce(x, F.lit(0.0).cast("float")))
 
 
 def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
@@ -420,155 +534,3 @@ def conform(df: DataFrame, spec: TableSpec) -> DataFrame:
     if missing:
         raise SchemaMismatchError(f"cannot write {spec.full_name}: missing column(s) {missing}; got {df.columns}")
     return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema.fields])
-
-
-class Storage:
-    """Reads and writes :class:`TableSpec` tables as Delta, by path or by catalog name."""
-
-    def __init__(self, spark: SparkSession, cfg: StorageConfig) -> None:
-        self.spark = spark
-        self.cfg = cfg
-
-    # -- addressing -------------------------------------------------------------------------
-    @property
-    def uses_catalog(self) -> bool:
-        return self.cfg.catalog is not None
-
-    def path(self, spec: TableSpec) -> str:
-        root = self.cfg.root.rstrip("/")
-        if ":" not in root:  # a plain local path: Delta's table builder rejects relative locations
-            root = os.path.abspath(root)
-        return f"{root}/{spec.layer}/{spec.name}"
-
-    def table_name(self, spec: TableSpec) -> str:
-        return f"{self.cfg.catalog}.{self.cfg.schema}.{spec.layer}_{spec.name}"
-
-    def sql_name(self, spec: TableSpec) -> str:
-        """How to name the table in SQL: ``catalog.schema.t`` or ``delta.`/path```."""
-        return self.table_name(spec) if self.uses_catalog else f"delta.`{self.path(spec)}`"
-
-    # -- reading ----------------------------------------------------------------------------
-    def exists(self, spec: TableSpec) -> bool:
-        from delta.tables import DeltaTable
-
-        if self.uses_catalog:
-            return bool(self.spark.catalog.tableExists(self.table_name(spec)))
-        return bool(DeltaTable.isDeltaTable(self.spark, self.path(spec)))
-
-    def delta_table(self, spec: TableSpec):  # type: ignore[no-untyped-def]
-        from delta.tables import DeltaTable
-
-        if self.uses_catalog:
-            return DeltaTable.forName(self.spark, self.table_name(spec))
-        return DeltaTable.forPath(self.spark, self.path(spec))
-
-    def read(self, spec: TableSpec, version: int | None = None) -> DataFrame:
-        """The table as a DataFrame; a clear error names the step to run when it does not exist."""
-        if not self.exists(spec):
-            where = self.table_name(spec) if self.uses_catalog else self.path(spec)
-            raise MissingTableError(
-                f"{spec.full_name} does not exist at {where}: run `spotrec {spec.produced_by}` first "
-                f"(or check storage.root / storage.catalog in the config)"
-            )
-        reader = self.spark.read.format("delta")
-        if version is not None:
-            reader = reader.option("versionAsOf", version)
-        df = reader.table(self.table_name(spec)) if self.uses_catalog else reader.load(self.path(spec))
-        stale = [f.name for f in spec.schema.fields if f.name not in df.columns]
-        if stale:
-            raise SchemaMismatchError(
-                f"{spec.full_name} has a stale schema (missing {stale}): it was written by an older spotrec; "
-                f"rerun `spotrec {spec.produced_by}` or drop the table"
-            )
-        return df
-
-    def version(self, spec: TableSpec) -> int | None:
-        """Latest Delta version, or None when the table does not exist."""
-        if not self.exists(spec):
-            return None
-        row = self.delta_table(spec).history(1).select("version").first()
-        return int(row[0]) if row else None
-
-    # -- writing ----------------------------------------------------------------------------
-    def ensure(self, spec: TableSpec) -> None:
-        """Create the empty table with its schema and partitioning if it does not exist."""
-        from delta.tables import DeltaTable
-
-        if self.exists(spec):
-            return
-        builder = DeltaTable.createIfNotExists(self.spark).addColumns(spec.schema)
-        builder = builder.tableName(self.table_name(spec)) if self.uses_catalog else builder.location(self.path(spec))
-        if spec.partition_by:
-            builder = builder.partitionedBy(*spec.partition_by)
-        if spec.description:
-            builder = builder.comment(spec.description)
-        builder.execute()
-
-    def _writer(self, df: DataFrame, spec: TableSpec, mode: str):  # type: ignore[no-untyped-def]
-        writer = conform(df, spec).write.format("delta").mode(mode)
-        if spec.partition_by:
-            writer = writer.partitionBy(*spec.partition_by)
-        return writer
-
-    def _save(self, writer, spec: TableSpec) -> None:  # type: ignore[no-untyped-def]
-        if self.uses_catalog:
-            writer.saveAsTable(self.table_name(spec))
-        else:
-            writer.save(self.path(spec))
-
-    # Every write retries when it loses a Delta optimistic-concurrency race (see spotrec.retry): the
-    # losing commit wrote nothing, and each operation is idempotent against the table it re-reads.
-    def overwrite(self, spec: TableSpec, df: DataFrame) -> None:
-        """Replace the whole table (one atomic Delta commit)."""
-        retry_on_conflict(
-            lambda: self._save(self._writer(df, spec, "overwrite").option("overwriteSchema", "true"), spec),
-            what=f"overwrite of {spec.full_name}",
-        )
-
-    def append(self, spec: TableSpec, df: DataFrame) -> None:
-        retry_on_conflict(
-            lambda: self._save(self._writer(df, spec, "append"), spec), what=f"append to {spec.full_name}"
-        )
-
-    def replace_where(self, spec: TableSpec, df: DataFrame, condition: str) -> None:
-        """Atomically replace the rows matching ``condition`` (e.g. one week's partition)."""
-        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
-        retry_on_conflict(
-            lambda: self._save(self._writer(df, spec, "overwrite").option("replaceWhere", condition), spec),
-            what=f"replaceWhere on {spec.full_name}",
-        )
-
-    def merge_new(self, spec: TableSpec, df: DataFrame) -> None:
-        """Insert rows whose keys are not in the table yet (insert-only MERGE: idempotent, concurrent-safe)."""
-        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
-        retry_on_conflict(lambda: self._merge_new_once(spec, df), what=f"MERGE into {spec.full_name}")
-
-    def _merge_new_once(self, spec: TableSpec, df: DataFrame) -> None:
-        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
-        partition_hint = ""
-        for p in spec.partition_by:
-            # Lets Delta prune files and narrows conflict detection between concurrent writers.
-            partition_hint += f" AND t.`{p}` = s.`{p}`"
-        (
-            self.delta_table(spec)
-            .alias("t")
-            .merge(conform(df, spec).alias("s"), cond + partition_hint)
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-
-    def upsert(self, spec: TableSpec, df: DataFrame) -> None:
-        """MERGE on the keys: update matching rows, insert new ones."""
-        retry_on_conflict(lambda: self.ensure(spec), what=f"create {spec.full_name}")
-        retry_on_conflict(lambda: self._upsert_once(spec, df), what=f"MERGE into {spec.full_name}")
-
-    def _upsert_once(self, spec: TableSpec, df: DataFrame) -> None:
-        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in spec.keys)
-        (
-            self.delta_table(spec)
-            .alias("t")
-            .merge(conform(df, spec).alias("s"), cond)
-            .whenMatchedUpdateAll()
-            .whenNotMatchedInsertAll()
-            .execute()
-        )

@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from spotrec.config import Config, SparkConfig, StorageConfig
 from spotrec.spark import delta_builder
-from spotrec.tables import Storage
+from spotrec.storage import Storage
 
 SHARED_DATA = Path(os.environ.get("SPOTREC_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

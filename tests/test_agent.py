@@ -14,8 +14,8 @@ import pytest
 import torch
 from pyspark.sql import SparkSession
 
-from spotrec.config import Config
-from spotrec.playlists.agent import (
+from spotrec.config import Config, RlConfig
+from spotrec.rl.agent import (
     MASKED_Q,
     QNetwork,
     ReplayBuffer,
@@ -30,20 +30,29 @@ from spotrec.playlists.agent import (
     td_targets,
     train_agent,
 )
-from spotrec.playlists.config import PlaylistRLConfig
-from spotrec.playlists.env import LearnedResponse, PlaylistEnv, SessionSpec, TableResponse, expected_reward
-from spotrec.playlists.evaluate import compare_policies, comparison_table, mean_ci, run_sessions
-from spotrec.playlists.features import FeatureLayout
-from spotrec.playlists.job import RL_PLAYLISTS, USER_MODEL_METRICS, candidate_pools, run_playlists, session_spec
-from spotrec.playlists.policies import (
+from spotrec.rl.env import LearnedResponse, PlaylistEnv, SessionSpec, TableResponse, expected_reward
+from spotrec.rl.evaluate import compare_policies, comparison_table, mean_ci, run_sessions
+from spotrec.rl.features import FeatureLayout
+from spotrec.rl.policies import (
     DQNPolicy,
     GreedyUserModelPolicy,
     PopularityPolicy,
     RandomPolicy,
     ScorePolicy,
 )
-from spotrec.playlists.user_model import SKIPPED, LearnedUserModel, UserModelNet
-from spotrec.tables import MODEL_METRICS, SILVER_EVENTS, TRACK_FACTORS, TRACKS, USER_FACTORS, Storage
+from spotrec.rl.pools import candidate_pools, session_spec
+from spotrec.rl.user_model import SKIPPED, LearnedUserModel, UserModelNet
+from spotrec.steps.rl import run_playlists
+from spotrec.storage import Storage
+from spotrec.tables import (
+    MODEL_METRICS,
+    RL_PLAYLISTS,
+    SILVER_EVENTS,
+    TRACK_FACTORS,
+    TRACKS,
+    USER_FACTORS,
+    USER_MODEL_METRICS,
+)
 
 torch.set_num_threads(1)
 
@@ -57,7 +66,7 @@ class EnergyRule:
     """Tracks with energy > 0.8 are always skipped early; every other track is always completed."""
 
     def probabilities(self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int):
-        from spotrec.playlists.env import ResponseProbs
+        from spotrec.rl.env import ResponseProbs
 
         bad = session.track_features[candidates, 0] > 0.8
         return ResponseProbs(
@@ -79,7 +88,7 @@ def planted_session(rng: np.random.Generator) -> SessionSpec:
 
 
 def test_agent_learns_never_to_play_the_always_skipped_track(tmp_path) -> None:
-    cfg = PlaylistRLConfig(
+    cfg = RlConfig(
         pool_size=5,
         playlist_length=3,
         episodes=300,
@@ -178,7 +187,7 @@ def test_reward_prior_q_starts_as_greedy_on_the_user_model(tmp_path) -> None:
     """Q = user model's expected immediate reward + a zero-initialised residual: before training the agent is
     the greedy-on-user-model policy, with Q equal to the env's expected reward for every candidate."""
     torch.manual_seed(3)
-    cfg = PlaylistRLConfig(pool_size=6, user_model_hidden=[4], q_hidden=[8, 8])
+    cfg = RlConfig(pool_size=6, user_model_hidden=[4], q_hidden=[8, 8])
     um = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
     with torch.no_grad():  # spread the heads so the candidates' expected rewards clearly differ
         for p in um.net.parameters():
@@ -217,7 +226,7 @@ def test_reward_prior_q_starts_as_greedy_on_the_user_model(tmp_path) -> None:
 def test_checkpoints_from_before_the_prior_still_load(tmp_path) -> None:
     """A checkpoint whose config predates q_reward_prior / q_dueling / q_action_inputs loads as it was trained."""
     torch.manual_seed(1)
-    cfg = PlaylistRLConfig(user_model_hidden=[4], q_hidden=[8])
+    cfg = RlConfig(user_model_hidden=[4], q_hidden=[8])
     um = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
     old_q = QNetwork(LAYOUT, cfg.q_hidden, copy.deepcopy(um.net))  # the network those checkpoints hold
     path = save_policy(TrainedAgent(q=old_q, layout=LAYOUT, cfg=cfg, version="ahdqn-old"), um, tmp_path / "p")
@@ -285,7 +294,7 @@ def test_linear_schedule() -> None:
 
 
 def order_played(policy, spec: SessionSpec, response=None) -> list[str]:
-    cfg = PlaylistRLConfig(pool_size=4, playlist_length=3, quit_after_skips=99)
+    cfg = RlConfig(pool_size=4, playlist_length=3, quit_after_skips=99)
     env = PlaylistEnv([spec], response or TableResponse({}, default=(1.0, 0.0, 1.0)), cfg, LAYOUT)
     obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
@@ -312,7 +321,7 @@ def test_popularity_and_score_baselines_play_in_their_order() -> None:
 
 
 def test_greedy_user_model_plays_highest_expected_reward_first() -> None:
-    cfg = PlaylistRLConfig()
+    cfg = RlConfig()
     # Expected rewards (1, 0.3, -0.5 mapping): a 0.1 - 0.45 < c 0.5*1 + 0.2*0.3 - 0.15 < b 0.9.
     response = TableResponse({"a": (0.1, 0.9, 0.1), "b": (0.9, 0.1, 1.0), "c": (0.5, 0.3, 0.7)})
     assert order_played(GreedyUserModelPolicy(response, cfg), SPEC, response) == ["b", "c", "a"]
@@ -333,7 +342,7 @@ def test_mean_ci_hand_values() -> None:
 
 
 def test_compare_policies_in_two_worlds() -> None:
-    cfg = PlaylistRLConfig(pool_size=4, playlist_length=2, quit_after_skips=99)
+    cfg = RlConfig(pool_size=4, playlist_length=2, quit_after_skips=99)
     # In the "learned" world track a is great; in the "true" world it is always skipped.
     learned = TableResponse({"a": (1.0, 0.0, 1.0)}, default=(0.0, 1.0, 0.0))
     true = TableResponse({"a": (0.0, 1.0, 0.0)}, default=(0.0, 1.0, 0.0))
@@ -351,7 +360,7 @@ def test_compare_policies_in_two_worlds() -> None:
 
 
 def test_comparison_table_lists_policies_best_first() -> None:
-    cfg = PlaylistRLConfig(pool_size=4, playlist_length=2, quit_after_skips=99)
+    cfg = RlConfig(pool_size=4, playlist_length=2, quit_after_skips=99)
     learned = TableResponse({"a": (1.0, 0.0, 1.0)}, default=(0.0, 1.0, 0.0))
     true = TableResponse({}, default=(0.0, 1.0, 0.0))
     evaluation = compare_policies(
@@ -379,7 +388,7 @@ def _catalogue(spark: SparkSession, n: int):
 
 
 def test_candidate_pools_put_scored_tracks_first_and_differ_per_session(spark: SparkSession) -> None:
-    cfg = PlaylistRLConfig(pool_size=5, pool_from_scores=2, seed=1)
+    cfg = RlConfig(pool_size=5, pool_from_scores=2, seed=1)
     users = spark.createDataFrame([("u1",), ("u2",)], "user_id string")
     scores = spark.createDataFrame(
         [("u1", "t07", 9.0), ("u1", "t03", 5.0), ("u1", "t01", 1.0)], "user_id string, track_id string, score double"
@@ -431,7 +440,7 @@ def _tiny_world(spark: SparkSession, storage: Storage) -> None:
 
 def test_run_playlists_end_to_end(spark: SparkSession, storage: Storage, config: Config) -> None:
     _tiny_world(spark, storage)
-    rl = PlaylistRLConfig(
+    rl = RlConfig(
         user_model_hidden=[8],
         user_model_max_epochs=3,
         validation_fraction=0.3,

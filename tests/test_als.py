@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import re
 from collections.abc import Iterator
@@ -13,11 +12,11 @@ from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spotrec.config import ALSConfig
-from spotrec.discover.als import AlsRecommender, Trial, best_trial, model_version, trials_frame, tune
+from spotrec.config import WeeklyConfig
 from spotrec.tables import TRACK_FACTORS, USER_FACTORS, conform
+from spotrec.weekly.als import AlsRecommender, Trial, best_trial, model_version, trials_frame, tune
 
-CFG = ALSConfig(rank=4, reg_param=0.1, alpha=10.0, max_iter=10, num_blocks=2, checkpoint_interval=5, seed=7)
+CFG = WeeklyConfig(rank=4, reg_param=0.1, alpha=10.0, max_iter=10, num_blocks=2, checkpoint_interval=5, seed=7)
 BLOCK = 6  # users and items per checkerboard block
 
 
@@ -86,9 +85,9 @@ def test_factor_frames_follow_the_table_schemas(board: tuple[DataFrame, DataFram
 
 
 def test_model_version_changes_with_params_and_input() -> None:
-    assert model_version(CFG, "v1") == model_version(dataclasses.replace(CFG), "v1")
+    assert model_version(CFG, "v1") == model_version(CFG.model_copy(), "v1")
     assert model_version(CFG, "v1") != model_version(CFG, "v2")
-    assert model_version(CFG, "v1") != model_version(dataclasses.replace(CFG, seed=8), "v1")
+    assert model_version(CFG, "v1") != model_version(CFG.model_copy(update={"seed": 8}), "v1")
 
 
 def test_same_seed_same_factors(spark: SparkSession, board: tuple[DataFrame, DataFrame, AlsRecommender]) -> None:

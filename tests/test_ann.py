@@ -10,7 +10,8 @@ from annoy import AnnoyIndex
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
-from spotrec.discovery.ann import (
+from spotrec.features.documents import recent_tracks
+from spotrec.rnn.ann import (
     build_annoy_index,
     exact_neighbours,
     exclusion_tokens,
@@ -18,7 +19,6 @@ from spotrec.discovery.ann import (
     recommend,
     ship_file,
 )
-from spotrec.features.documents import recent_tracks
 
 # Five songs on a half circle: cos to (1, 0) is 1, .707, 0, -.707, -1.
 SONGS = np.array([[1, 0], [1, 1], [0, 1], [-1, 1], [-1, 0]], dtype=np.float32)
@@ -134,10 +134,9 @@ def _silver_events(spark, plays):
 def test_run_discovery_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path) -> None:
     import torch
 
-    from spotrec.discovery.config import DiscoveryConfig
-    from spotrec.discovery.job import run_discovery
-    from spotrec.discovery.tables import RNN_RECOMMENDATIONS, TRACK_EMBEDDINGS, USER_TASTE_VECTORS
-    from spotrec.tables import SILVER_EVENTS
+    from spotrec.config import RnnConfig
+    from spotrec.steps.rnn import run_discovery
+    from spotrec.tables import RNN_RECOMMENDATIONS, SILVER_EVENTS, TRACK_EMBEDDINGS, USER_TASTE_VECTORS
 
     torch.set_num_threads(1)
     start = dt.datetime(2026, 2, 1, 8)
@@ -146,7 +145,7 @@ def test_run_discovery_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path
         for j in range(6):  # user u walks t(u), t(u+1), ... in one session
             plays.append((f"u{u:02d}", f"t{(u + j) % 10}", start + dt.timedelta(days=u % 3, minutes=4 * j), "s1"))
     storage.overwrite(SILVER_EVENTS, _silver_events(spark, plays))
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         vector_size=8,
         window=2,
         w2v_epochs=2,

@@ -9,10 +9,10 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
 from spotrec import columns as C
-from spotrec.discover.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation import metrics as M
 from spotrec.evaluation.harness import evaluate, format_table
 from spotrec.recommender import Recommender
+from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
 
 RECS_DDL = "user_id string, track_id string, rank int, score double"
 

@@ -18,15 +18,15 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 
 from spotrec import columns as C
-from spotrec.config import ALSConfig, GenerateConfig, MatrixConfig
-from spotrec.discover.als import AlsRecommender
-from spotrec.discover.baselines import CooccurrenceRecommender, PopularityRecommender
-from spotrec.discover.taste import cluster_purity_vs_truth, purity_chance, taste_clusters
+from spotrec.config import GenerateConfig, MatrixConfig, WeeklyConfig
 from spotrec.evaluation.harness import EvalResult, evaluate
 from spotrec.evaluation.metrics import NDCG
 from spotrec.evaluation.split import relevant_items, time_split
 from spotrec.features.interactions import build_interactions, extend_index, with_indexes
 from spotrec.synth.world import generate_world
+from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
+from spotrec.weekly.taste import cluster_purity_vs_truth, purity_chance, taste_clusters
 
 WORLD = GenerateConfig(
     users=800,
@@ -37,7 +37,7 @@ WORLD = GenerateConfig(
     bad_row_fraction=0.0,
     seed=11,
 )
-ALS = ALSConfig(rank=8, reg_param=0.05, alpha=1.0, max_iter=10, num_blocks=2)
+ALS = WeeklyConfig(rank=8, reg_param=0.05, alpha=1.0, max_iter=10, num_blocks=2)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from spotrec.playlists.config import PlaylistRLConfig
-from spotrec.playlists.env import (
+from spotrec.config import RlConfig
+from spotrec.rl.env import (
     LearnedResponse,
     PlaylistEnv,
     ResponseProbs,
@@ -19,8 +19,8 @@ from spotrec.playlists.env import (
     expected_reward,
     outcome_probabilities,
 )
-from spotrec.playlists.features import FeatureLayout
-from spotrec.playlists.user_model import LearnedUserModel, UserModelNet
+from spotrec.rl.features import FeatureLayout
+from spotrec.rl.user_model import LearnedUserModel, UserModelNet
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ ALWAYS = TableResponse({"t0": (1.0, 0.0, 1.0), "t1": (0.0, 1.0, 0.0), "t2": (0.0
 
 
 def test_env_passes_gymnasium_checker_with_learned_user_model() -> None:
-    cfg = PlaylistRLConfig(pool_size=6, playlist_length=4, user_model_hidden=[8])
+    cfg = RlConfig(pool_size=6, playlist_length=4, user_model_hidden=[8])
     torch.manual_seed(0)
     model = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
     # Pools of different sizes (padded to 6) for different users.
@@ -51,7 +51,7 @@ def test_env_passes_gymnasium_checker_with_learned_user_model() -> None:
 
 
 def test_reset_pads_pool_and_masks_padding() -> None:
-    cfg = PlaylistRLConfig(pool_size=5, max_position=50)
+    cfg = RlConfig(pool_size=5, max_position=50)
     spec = session(3)
     env = PlaylistEnv([spec], ALWAYS, cfg, LAYOUT)
     obs, info = env.reset(seed=0)
@@ -64,7 +64,7 @@ def test_reset_pads_pool_and_masks_padding() -> None:
 
 
 def test_step_rewards_follow_the_mapping_and_tracks_never_repeat() -> None:
-    cfg = PlaylistRLConfig(
+    cfg = RlConfig(
         pool_size=4, playlist_length=4, reward_complete=1.0, reward_listen=0.25, reward_skip=-0.5, quit_after_skips=9
     )
     env = PlaylistEnv([session(3)], ALWAYS, cfg, LAYOUT)
@@ -83,7 +83,7 @@ def test_step_rewards_follow_the_mapping_and_tracks_never_repeat() -> None:
 
 
 def test_session_ends_at_playlist_length() -> None:
-    cfg = PlaylistRLConfig(pool_size=4, playlist_length=2)
+    cfg = RlConfig(pool_size=4, playlist_length=2)
     env = PlaylistEnv([session(4)], TableResponse({}, default=(1.0, 0.0, 1.0)), cfg, LAYOUT)
     env.reset(seed=0)
     assert env.step(0)[2] is False
@@ -93,7 +93,7 @@ def test_session_ends_at_playlist_length() -> None:
 
 
 def test_listener_quits_after_consecutive_skips() -> None:
-    cfg = PlaylistRLConfig(pool_size=6, playlist_length=6, quit_after_skips=2, quit_probability=1.0, reward_quit=-1.0)
+    cfg = RlConfig(pool_size=6, playlist_length=6, quit_after_skips=2, quit_probability=1.0, reward_quit=-1.0)
     skip_all = TableResponse({}, default=(0.0, 1.0, 0.0))
     env = PlaylistEnv([session(6)], skip_all, cfg, LAYOUT)
     env.reset(seed=0)
@@ -105,7 +105,7 @@ def test_listener_quits_after_consecutive_skips() -> None:
 
 
 def test_completion_resets_the_skip_run() -> None:
-    cfg = PlaylistRLConfig(pool_size=4, playlist_length=4, quit_after_skips=2, quit_probability=1.0)
+    cfg = RlConfig(pool_size=4, playlist_length=4, quit_after_skips=2, quit_probability=1.0)
     env = PlaylistEnv([session(3)], ALWAYS, cfg, LAYOUT)
     env.reset(seed=0)
     env.step(1)  # skip
@@ -117,7 +117,7 @@ def test_completion_resets_the_skip_run() -> None:
 
 
 def test_outcomes_are_sampled_with_the_model_probabilities() -> None:
-    cfg = PlaylistRLConfig(pool_size=1, playlist_length=1)
+    cfg = RlConfig(pool_size=1, playlist_length=1)
     # P(complete) 0.2, P(listen > X) 0.7 -> complete 0.2, listen only 0.5, early skip 0.3.
     env = PlaylistEnv([session(1)], TableResponse({"t0": (0.2, 0.3, 0.7)}), cfg, LAYOUT)
     counts = {"complete": 0, "listen": 0, "skip": 0}
@@ -134,18 +134,18 @@ def test_outcome_distribution_and_expected_reward() -> None:
     probs = ResponseProbs(p_complete=np.array([0.2, 0.6]), p_skip=np.array([0.3, 0.1]), p_listen=np.array([0.7, 0.5]))
     # The second row's P(listen) < P(complete) is lifted to P(complete): completing implies listening.
     np.testing.assert_allclose(outcome_probabilities(probs), [[0.2, 0.5, 0.3], [0.6, 0.0, 0.4]])
-    cfg = PlaylistRLConfig(reward_complete=1.0, reward_listen=0.5, reward_skip=-1.0)
+    cfg = RlConfig(reward_complete=1.0, reward_listen=0.5, reward_skip=-1.0)
     np.testing.assert_allclose(expected_reward(probs, cfg), [0.2 + 0.25 - 0.3, 0.6 - 0.4])
 
 
 def test_context_vector_matches_the_training_features() -> None:
-    cfg = PlaylistRLConfig(max_position=20)
+    cfg = RlConfig(max_position=20)
     np.testing.assert_allclose(context_vector(5, 3, cfg), [0.25, 0.3])
     np.testing.assert_allclose(context_vector(40, 25, cfg), [1.0, 1.0])
 
 
 def test_reset_with_options_starts_that_session() -> None:
-    cfg = PlaylistRLConfig(pool_size=4)
+    cfg = RlConfig(pool_size=4)
     env = PlaylistEnv([session(2, "u1")], ALWAYS, cfg, LAYOUT)
     _, info = env.reset(seed=0, options={"session": session(4, "u9")})
     assert info["user_id"] == "u9"

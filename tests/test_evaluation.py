@@ -15,7 +15,8 @@ from spotrec.errors import SchemaMismatchError
 from spotrec.evaluation import metrics as M
 from spotrec.evaluation.harness import EvalResult, format_table, results_frame
 from spotrec.evaluation.split import holdout_split, relevant_items, time_split, time_split_cutoff
-from spotrec.tables import MODEL_METRICS, Storage
+from spotrec.storage import Storage
+from spotrec.tables import MODEL_METRICS
 
 LOG2_3 = math.log2(3)
 

@@ -46,14 +46,8 @@ from test_cluster import (
 
 from spotrec import columns as C
 from spotrec.retry import is_conflict, retry_on_conflict
-from spotrec.tables import (
-    BRONZE_EVENTS,
-    INTERACTIONS,
-    QUARANTINE,
-    SILVER_EVENTS,
-    Storage,
-    TableSpec,
-)
+from spotrec.storage import Storage
+from spotrec.tables import BRONZE_EVENTS, INTERACTIONS, QUARANTINE, SILVER_EVENTS, TableSpec
 
 DRIVER = '''"""Test driver: `spotrec $SPOTREC_TEST_STEP ...` with fault-injection hooks (from tests/test_faults.py)."""
 import os

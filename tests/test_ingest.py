@@ -6,8 +6,8 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
-from spotrec.ingest.job import ingest_events
 from spotrec.ingest.validate import dedupe_events, validate_events
+from spotrec.steps.ingest import ingest_events
 from spotrec.tables import INGEST_LOG, QUARANTINE, READER_SCHEMA, SILVER_EVENTS, TRACKS
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, 0)

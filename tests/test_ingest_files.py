@@ -12,8 +12,9 @@ from spotrec import columns as C
 from spotrec.cli import main
 from spotrec.config import SourceSpec
 from spotrec.errors import ReaderFormatError
-from spotrec.ingest.job import run_ingest
-from spotrec.tables import QUARANTINE, SILVER_EVENTS, Storage
+from spotrec.steps.ingest import run_ingest
+from spotrec.storage import Storage
+from spotrec.tables import QUARANTINE, SILVER_EVENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,8 @@ from pyspark.sql import SparkSession
 from spotrec import cli
 from spotrec.config import Config, load_config
 from spotrec.logs import JsonFormatter, configure_logging, current_context, log_context, remove_handlers
-from spotrec.tables import DISCOVER_WEEKLY, RUNS, Storage
+from spotrec.storage import Storage
+from spotrec.tables import DISCOVER_WEEKLY, RUNS
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,7 @@ def test_cli_step_logs_json_lines_keyed_by_its_ops_runs_row(
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]  # every line is JSON
     (run,) = storage.read(RUNS).collect()
-    mine = [r for r in lines if r["logger"] == "spotrec.maintenance"]
+    mine = [r for r in lines if r["logger"] == "spotrec.steps.maintenance"]
     assert len(mine) == 1
     assert mine[0]["message"].startswith("maintained gold.discover_weekly: OPTIMIZE added 1 / removed 2 files")
     assert (mine[0]["run_id"], mine[0]["step"], mine[0]["level"]) == (run["run_id"], "maintenance", "INFO")
@@ -131,4 +132,4 @@ def test_cli_text_logs_by_default(
     _one_table(spark, storage)
     assert cli.main(["maintenance", *_settings(config), "--no-vacuum", "--table", "gold.discover_weekly"]) == 0
     err = capsys.readouterr().err
-    assert re.search(r"^\S+ \S+ INFO spotrec\.maintenance: maintained gold\.discover_weekly", err, re.M), err
+    assert re.search(r"^\S+ \S+ INFO spotrec\.steps\.maintenance: maintained gold\.discover_weekly", err, re.M), err

@@ -18,8 +18,9 @@ from pyspark.sql import types as T
 from spotrec import cli
 from spotrec.config import Config
 from spotrec.logs import remove_handlers
-from spotrec.maintenance import MaintenanceError, parse_zorder, run_maintenance, select_tables
-from spotrec.tables import DISCOVER_WEEKLY, RUNS, Storage, TableSpec, all_tables
+from spotrec.steps.maintenance import MaintenanceError, parse_zorder, run_maintenance, select_tables
+from spotrec.storage import Storage
+from spotrec.tables import DISCOVER_WEEKLY, RUNS, TableSpec, all_tables
 
 
 @pytest.fixture(autouse=True)

@@ -33,10 +33,9 @@ from pyspark.sql import functions as F
 from spotrec import cli
 from spotrec import columns as C
 from spotrec.config import Config, load_config
-from spotrec.discovery.tables import RNN_RECOMMENDATIONS
 from spotrec.logs import remove_handlers
-from spotrec.playlists.job import RL_PLAYLISTS
-from spotrec.tables import DISCOVER_WEEKLY, MODEL_METRICS, RUNS, SILVER_EVENTS, Storage
+from spotrec.storage import Storage
+from spotrec.tables import DISCOVER_WEEKLY, MODEL_METRICS, RL_PLAYLISTS, RNN_RECOMMENDATIONS, RUNS, SILVER_EVENTS
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -47,21 +46,21 @@ WORLD_SETTINGS = [
     "generate.tracks_per_album=5",
     "generate.weeks=3",
     "generate.partitions=2",
-    "als.rank=8",
-    "als.max_iter=4",
-    "als.num_blocks=2",
-    "discover.user_block_size=64",
-    "discovery.w2v_epochs=1",
-    "discovery.rnn_epochs=2",
-    "discovery.vector_size=16",
-    "discovery.hidden_size=16",
-    "discovery.n_trees=5",
-    "playlists.episodes=40",
-    "playlists.learning_starts=20",
-    "playlists.log_every=20",
-    "playlists.eval_sessions=10",
-    "playlists.training_users=20",
-    "playlists.user_model_max_epochs=2",
+    "weekly.rank=8",
+    "weekly.max_iter=4",
+    "weekly.num_blocks=2",
+    "weekly.user_block_size=64",
+    "rnn.w2v_epochs=1",
+    "rnn.rnn_epochs=2",
+    "rnn.vector_size=16",
+    "rnn.hidden_size=16",
+    "rnn.n_trees=5",
+    "rl.episodes=40",
+    "rl.learning_starts=20",
+    "rl.log_every=20",
+    "rl.eval_sessions=10",
+    "rl.training_users=20",
+    "rl.user_model_max_epochs=2",
 ]
 """A world small enough for CI: every step runs, with few users, epochs and episodes."""
 
@@ -171,7 +170,7 @@ def test_listener_notebook_discover_weekly_has_nothing_from_the_history(
     assert heard == 0
     expected = storage.read(DISCOVER_WEEKLY).where((F.col(C.USER_ID) == user) & (F.col(C.WEEK) == week)).count()
     assert tracks == expected > 0
-    assert 1 <= per_artist <= cfg.discover.max_per_artist
+    assert 1 <= per_artist <= cfg.weekly.max_per_artist
     # the chosen listener is the most active of those all three recommenders covered
     covered = (
         storage.read(DISCOVER_WEEKLY)
@@ -219,9 +218,9 @@ def test_model_metrics_notebook_traces_discover_weekly_to_its_run(
         r"gold\.discover_weekly version (\d+) was written by run (\S+) \(step (\w+)\) with ALS rank (\d+)", out
     )
     assert m, out
-    (als_run,) = storage.read(RUNS).where((F.col("step") == "als") & (F.col("status") == "succeeded")).collect()
+    (als_run,) = storage.read(RUNS).where((F.col("step") == "weekly") & (F.col("status") == "succeeded")).collect()
     assert int(m.group(1)) == storage.version(DISCOVER_WEEKLY) == als_run["outputs"]["gold.discover_weekly"]
-    assert (m.group(2), m.group(3), int(m.group(4))) == (als_run["run_id"], "als", cfg.als.rank)
+    assert (m.group(2), m.group(3), int(m.group(4))) == (als_run["run_id"], "weekly", cfg.weekly.rank)
     inputs = ", ".join(f"{t} v{v}" for t, v in sorted(als_run["inputs"].items()))
     assert f"from {inputs}" in out
     # Each dataset's best model by ndcg@10 among every model's newest run, computed here with DataFrames.

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
 
-from spotrec.discovery.ann import taste_vectors
-from spotrec.discovery.config import DiscoveryConfig
-from spotrec.discovery.rnn import (
+from spotrec.config import RnnConfig
+from spotrec.features.documents import last_n, rnn_windows, validation_split, write_parquet
+from spotrec.rnn.ann import taste_vectors
+from spotrec.rnn.taste_rnn import (
     WindowBatches,
     load_checkpoint,
     predict_taste,
@@ -21,7 +21,6 @@ from spotrec.discovery.rnn import (
     taste_loss,
     train_taste_rnn,
 )
-from spotrec.features.documents import last_n, rnn_windows, validation_split, write_parquet
 
 V, D, N = 20, 8, 3
 
@@ -71,7 +70,7 @@ def _accuracy(model, vectors: np.ndarray, successor_of: np.ndarray, val_dir: str
 def test_rnn_learns_planted_successor_rule(planted_windows, tmp_path, caplog, cell, loss) -> None:
     torch.set_num_threads(1)
     w = planted_windows
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         rnn_cell=cell,
         rnn_loss=loss,
         hidden_size=32,
@@ -82,7 +81,7 @@ def test_rnn_learns_planted_successor_rule(planted_windows, tmp_path, caplog, ce
         patience=5,
         seed=1,
     )
-    with caplog.at_level("INFO", logger="spotrec.discovery.rnn"):
+    with caplog.at_level("INFO", logger="spotrec.rnn.taste_rnn"):
         result = train_taste_rnn(
             str(w["root"] / "train"), str(w["root"] / "val"), w["vectors"], cfg, str(tmp_path), f"v-{cell}"
         )
@@ -103,7 +102,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(planted_
     torch.set_num_threads(1)
     w = planted_windows
     # A learning rate of 0 never improves on epoch 1, so training must stop after 1 + patience epochs.
-    cfg = DiscoveryConfig(hidden_size=8, sequence_length=N, rnn_epochs=30, rnn_lr=0.0, batch_size=64, patience=2)
+    cfg = RnnConfig(hidden_size=8, sequence_length=N, rnn_epochs=30, rnn_lr=0.0, batch_size=64, patience=2)
     result = train_taste_rnn(str(w["root"] / "train"), str(w["root"] / "val"), w["vectors"], cfg, str(tmp_path), "v0")
     assert len(result.val_losses) == 3 and result.best_epoch == 1
 
@@ -111,7 +110,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(planted_
 def test_run_training_plain_call_and_executor_taste_vectors_match_driver(planted_windows, tmp_path) -> None:
     torch.set_num_threads(1)
     w = planted_windows
-    cfg = DiscoveryConfig(hidden_size=16, sequence_length=N, rnn_epochs=2, batch_size=64, seed=2)
+    cfg = RnnConfig(hidden_size=16, sequence_length=N, rnn_epochs=2, batch_size=64, seed=2)
     pt = run_training(str(w["root"] / "train"), str(w["root"] / "val"), w["vec_path"], cfg, str(tmp_path), "v-run")
     assert os.path.basename(pt) == "v-run-rnn.pt" and os.path.exists(pt)
 
@@ -128,8 +127,8 @@ def test_run_training_plain_call_and_executor_taste_vectors_match_driver(planted
 
 def test_predict_taste_handles_short_and_empty_histories(planted_windows) -> None:
     w = planted_windows
-    cfg = DiscoveryConfig(hidden_size=8, sequence_length=N)
-    from spotrec.discovery.rnn import TasteRNN, _spec
+    cfg = RnnConfig(hidden_size=8, sequence_length=N)
+    from spotrec.rnn.taste_rnn import TasteRNN, _spec
 
     model = TasteRNN(_spec(cfg, D, "x")).eval()
     out = predict_taste(model, w["vectors"], [np.array([1, 2, 3]), np.array([4]), np.array([], dtype=np.int64)])
@@ -152,11 +151,11 @@ def test_losses_match_hand_values_and_batches_cover_every_window(planted_windows
     total = sum(pq.read_table(f).num_rows for f in files)
     assert sum(len(t) for _, t in batches) == total
     assert all(x.shape[1] == N for x, _ in batches)
-    assert asdict(DiscoveryConfig())["rnn_cell"] == "gru"
+    assert RnnConfig().model_dump()["rnn_cell"] == "gru"
 
 
 def test_next_track_metrics_match_hand_computed_values() -> None:
-    from spotrec.discovery.evaluate import next_track_metrics
+    from spotrec.rnn.evaluate import next_track_metrics
 
     ranked = np.array([[5, 3, 9], [1, 2, 3], [7, 8, 4], [0, 6, 2]])
     targets = np.array([3, 1, 2, -1])  # ranks 2, 1, absent, out-of-vocabulary
@@ -165,7 +164,7 @@ def test_next_track_metrics_match_hand_computed_values() -> None:
 
 
 def test_baseline_rankings_exclude_history_and_follow_vectors_and_counts() -> None:
-    from spotrec.discovery.evaluate import evaluate_next_track, rank_by_popularity, rank_by_vectors
+    from spotrec.rnn.evaluate import evaluate_next_track, rank_by_popularity, rank_by_vectors
 
     vectors = np.array([[1, 0], [0.9, 0.1], [0.05, 1], [-1, 0]], dtype=np.float32)
     assert rank_by_vectors(vectors[[0]], vectors, 2).tolist() == [[0, 1]]
@@ -182,7 +181,7 @@ def test_baseline_rankings_exclude_history_and_follow_vectors_and_counts() -> No
 
 
 def test_recommendation_metrics_in_spark_hand_computed(spark) -> None:
-    from spotrec.discovery.evaluate import recommendation_metrics
+    from spotrec.rnn.evaluate import recommendation_metrics
 
     recs = spark.createDataFrame(
         [("u1", "a", 1), ("u1", "b", 2), ("u2", "c", 1), ("u2", "d", 2)], "user_id string, track_id string, rank int"
@@ -197,7 +196,7 @@ def test_recommendation_metrics_in_spark_hand_computed(spark) -> None:
 @pytest.mark.slow
 def test_torch_distributor_trains_with_two_ddp_processes(planted_windows, tmp_path) -> None:
     w = planted_windows
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         hidden_size=8, sequence_length=N, rnn_epochs=2, batch_size=64, use_distributor=True, num_processes=2
     )
     pt = run_training(str(w["root"] / "train"), str(w["root"] / "val"), w["vec_path"], cfg, str(tmp_path), "v-ddp")
@@ -209,7 +208,7 @@ def test_torch_distributor_trains_with_two_ddp_processes(planted_windows, tmp_pa
 
 def test_yes_evaluation_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_path) -> None:
     """Smoke run of the Yes.com protocol on a file in its format where song i is always followed by i + 1."""
-    from spotrec.discovery.evaluate import evaluate_yes, format_yes_report, read_yes_playlists
+    from spotrec.rnn.evaluate import evaluate_yes, format_yes_report, read_yes_playlists
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -224,7 +223,7 @@ def test_yes_evaluation_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_p
         str((int(lines[2].split()[0]) + j) % 12) for j in range(6)
     ]
 
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         vector_size=8,
         window=2,
         w2v_epochs=3,
@@ -247,7 +246,7 @@ def test_yes_evaluation_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_p
 
 
 def test_rankings_leave_empty_slots_when_exclusions_leave_fewer_than_k_songs() -> None:
-    from spotrec.discovery.evaluate import rank_by_popularity, rank_by_vectors
+    from spotrec.rnn.evaluate import rank_by_popularity, rank_by_vectors
 
     vectors = np.array([[1, 0], [0, 1], [-1, 0]], dtype=np.float32)
     assert rank_by_vectors(vectors[[0]], vectors, 3, exclude=[[0, 2]]).tolist() == [[1, -1, -1]]
@@ -255,7 +254,7 @@ def test_rankings_leave_empty_slots_when_exclusions_leave_fewer_than_k_songs() -
 
 
 def test_softmax_losses_match_hand_values() -> None:
-    from spotrec.discovery.rnn import retrieval_query, retrieval_space, sampled_softmax_loss, song_scores
+    from spotrec.rnn.taste_rnn import retrieval_query, retrieval_space, sampled_softmax_loss, song_scores
 
     songs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     taste = torch.tensor([[1.0, 0.0]])
@@ -272,7 +271,7 @@ def test_softmax_losses_match_hand_values() -> None:
     assert sampled.item() == pytest.approx(-np.log(np.exp(1.0) / (np.exp(1.0) + m * np.exp(0.5))), rel=1e-6)
 
     # Retrieval: [vector, bias] . [taste, 1] is the model's score.
-    from spotrec.discovery.rnn import RnnSpec, TasteRNN
+    from spotrec.rnn.taste_rnn import RnnSpec, TasteRNN
 
     model = TasteRNN(RnnSpec("gru", 2, 4, 1, 3, "softmax", "v", songs=2))
     with torch.no_grad():

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -193,7 +193,9 @@ def _counts(result: GenerateResult) -> dict[str, object]:
 def test_same_config_same_content_whatever_the_partitioning(spark, world, tmp_path: Path) -> None:
     result, root = world
     again = generate_world(spark, TINY, str(tmp_path / "a" / "raw"), str(tmp_path / "a" / "art"))
-    other = generate_world(spark, replace(TINY, partitions=3), str(tmp_path / "b" / "raw"), str(tmp_path / "b" / "art"))
+    other = generate_world(
+        spark, TINY.model_copy(update={"partitions": 3}), str(tmp_path / "b" / "raw"), str(tmp_path / "b" / "art")
+    )
     assert _counts(again) == _counts(result) == _counts(other)
     for sub in ("raw/events", "raw/tracks", "raw/playlists", "artifacts/ground_truth/users"):
         first = _part_tables(str(root / sub))

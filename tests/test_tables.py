@@ -5,7 +5,8 @@ from chispa import assert_df_equality
 
 from spotrec import columns as C
 from spotrec.errors import MissingTableError, SchemaMismatchError
-from spotrec.tables import PLAY_COUNTS, SILVER_EVENTS, Storage, conform
+from spotrec.storage import Storage
+from spotrec.tables import PLAY_COUNTS, SILVER_EVENTS, conform
 
 
 def _counts(spark, rows):

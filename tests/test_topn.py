@@ -6,7 +6,7 @@ import numpy as np
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
-from spotrec.discover.topn import SIMILAR_SCHEMA, TOP_N_SCHEMA, top_n_rows, top_n_similar, top_n_unheard
+from spotrec.weekly.topn import SIMILAR_SCHEMA, TOP_N_SCHEMA, top_n_rows, top_n_similar, top_n_unheard
 
 FACTORS = "idx int, features array<float>"
 

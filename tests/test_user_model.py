@@ -14,8 +14,8 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from spotrec.playlists.config import PlaylistRLConfig
-from spotrec.playlists.features import (
+from spotrec.config import RlConfig
+from spotrec.rl.features import (
     CONTEXT_COLUMNS,
     TRACK_COLUMNS,
     USER_COLUMNS,
@@ -25,7 +25,7 @@ from spotrec.playlists.features import (
     pack_features,
     training_rows,
 )
-from spotrec.playlists.user_model import (
+from spotrec.rl.user_model import (
     HEADS,
     SKIPPED,
     UserModelData,
@@ -66,7 +66,7 @@ def _tracks(spark: SparkSession, rows: list[tuple]) -> object:
 
 
 def test_labelled_plays_labels_sessions_and_fallbacks(spark: SparkSession) -> None:
-    cfg = PlaylistRLConfig(listen_threshold_s=30.0, completion_fraction=0.9)
+    cfg = RlConfig(listen_threshold_s=30.0, completion_fraction=0.9)
     events = _events(
         spark,
         [
@@ -105,7 +105,7 @@ def test_labelled_plays_labels_sessions_and_fallbacks(spark: SparkSession) -> No
 
 
 def test_training_rows_use_only_earlier_sessions(spark: SparkSession) -> None:
-    cfg = PlaylistRLConfig(history_prior_strength=1.0, max_position=10)
+    cfg = RlConfig(history_prior_strength=1.0, max_position=10)
     # u1: session s1 (a completed, b skipped), then s2 (a then b, both skipped).
     events = _events(
         spark,
@@ -245,7 +245,7 @@ def planted_skip_data(n: int, seed: int) -> tuple[UserModelData, np.ndarray]:
 
 
 def test_user_model_recovers_planted_skip_rule(tmp_path) -> None:
-    cfg = PlaylistRLConfig(user_model_max_epochs=30, user_model_patience=4, user_model_batch_size=128, seed=3)
+    cfg = RlConfig(user_model_max_epochs=30, user_model_patience=4, user_model_batch_size=128, seed=3)
     train, _ = planted_skip_data(3000, seed=1)
     validation, _ = planted_skip_data(500, seed=2)
     test, true_skip = planted_skip_data(1000, seed=3)

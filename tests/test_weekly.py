@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 from pathlib import Path
 
@@ -12,16 +11,9 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spotrec.config import ALSConfig, Config, DiscoverConfig
-from spotrec.discover import run_discover, save_discover_weekly, week_condition
-from spotrec.discover.taste import (
-    adjusted_rand_index,
-    cluster_purity_vs_truth,
-    purity,
-    taste_clusters,
-    user_taste_profile,
-)
-from spotrec.discover.weekly import discover_weekly, similar_tracks
+from spotrec.config import Config, WeeklyConfig
+from spotrec.steps.weekly import run_discover, save_discover_weekly, week_condition
+from spotrec.storage import Storage
 from spotrec.tables import (
     DISCOVER_WEEKLY,
     INTERACTIONS,
@@ -32,7 +24,14 @@ from spotrec.tables import (
     TRACKS,
     USER_FACTORS,
     USER_TASTE_PROFILE,
-    Storage,
+)
+from spotrec.weekly.discover_weekly import discover_weekly, similar_tracks
+from spotrec.weekly.taste import (
+    adjusted_rand_index,
+    cluster_purity_vs_truth,
+    purity,
+    taste_clusters,
+    user_taste_profile,
 )
 
 W1 = datetime.date(2026, 9, 7)
@@ -190,13 +189,20 @@ def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, c
     for col in ("acousticness", "danceability", "energy", "valence", "tempo"):
         tracks = tracks.withColumn(col, F.lit(None).cast("double"))
     storage.overwrite(TRACKS, tracks.withColumn("source", F.lit("test")))
-    cfg = dataclasses.replace(
-        config,
-        als=ALSConfig(rank=4, reg_param=0.1, alpha=10.0, max_iter=10, num_blocks=2, seed=7),
-        discover=DiscoverConfig(
-            playlist_size=3, max_per_artist=1, similar_tracks=2, taste_clusters=2, user_block_size=4
-        ),
+    weekly = WeeklyConfig(
+        rank=4,
+        reg_param=0.1,
+        alpha=10.0,
+        max_iter=10,
+        num_blocks=2,
+        seed=7,
+        playlist_size=3,
+        max_per_artist=1,
+        similar_tracks=2,
+        taste_clusters=2,
+        user_block_size=4,
     )
+    cfg = config.model_copy(update={"weekly": weekly})
 
     # A synthetic world's ground truth beside the tables: two true groups, a third of the tracks in group 1.
     truth_dir = Path(cfg.storage.artifacts_dir) / "ground_truth" / "tracks"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from spotrec.discovery.cbow import cbow_pairs, keep_probabilities, noise_distribution, train_cbow
-from spotrec.discovery.config import DiscoveryConfig
-from spotrec.discovery.word2vec import CBOW_NS, SG_HS, embeddings_frame, train_mllib_word2vec, vector_matrix
+from spotrec.config import RnnConfig
 from spotrec.features.documents import build_vocabulary, encode_documents, write_parquet
+from spotrec.rnn.cbow import cbow_pairs, keep_probabilities, noise_distribution, train_cbow
+from spotrec.rnn.word2vec import CBOW_NS, SG_HS, embeddings_frame, train_mllib_word2vec, vector_matrix
 
 GROUPS, PER_GROUP = 4, 6
 
@@ -52,7 +52,7 @@ def planted(spark):
 
 def test_mllib_skipgram_separates_planted_groups(spark, planted) -> None:
     _, vocab, encoded = planted
-    cfg = DiscoveryConfig(vector_size=16, window=3, w2v_epochs=5, w2v_lr=0.025, seed=3)
+    cfg = RnnConfig(vector_size=16, window=3, w2v_epochs=5, w2v_lr=0.025, seed=3)
     emb = train_mllib_word2vec(encoded, cfg, "v1")
     assert emb.columns == ["track_id", "method", "vector", "model_version"]
     rows = sorted(emb.collect())
@@ -72,10 +72,10 @@ def test_torch_cbow_ns_from_spark_parquet_separates_planted_groups(spark, plante
     write_parquet(encoded.select("tokens"), path, files=2)
     voc = vocab.orderBy("token").collect()
     counts = np.array([r["count"] for r in voc])
-    cfg = DiscoveryConfig(
+    cfg = RnnConfig(
         vector_size=16, window=3, negatives=5, subsample=0.0, w2v_epochs=8, w2v_lr=0.02, w2v_batch_size=64, seed=5
     )
-    with caplog.at_level("INFO", logger="spotrec.discovery.cbow"):
+    with caplog.at_level("INFO", logger="spotrec.rnn.cbow"):
         result = train_cbow(path, counts, cfg)
     assert len([m for m in caplog.messages if m.startswith("cbow epoch")]) == 8
     assert result.epoch_losses[-1] < result.epoch_losses[0]

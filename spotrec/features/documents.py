@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
-from spotrec.discovery.tables import (
+from spotrec.columns import (
     COUNT,
     DOC_ID,
     DOC_KIND,

@@ -1,0 +1,8 @@
+"""spark-submit entry point: `spark-submit jobs/rl.py [--config FILE] [--set key=value ...]`."""
+
+import sys
+
+from spotrec.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["rl", *sys.argv[1:]]))

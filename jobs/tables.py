@@ -1,0 +1,8 @@
+"""spark-submit entry point: `spark-submit jobs/tables.py [--config FILE] [--set key=value ...]`."""
+
+import sys
+
+from spotrec.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["tables", *sys.argv[1:]]))

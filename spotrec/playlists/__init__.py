@@ -1,8 +1,0 @@
-"""RL playlist generation (Tomasi et al., KDD 2023): a learned user model, a simulator built on it and an
-Action-Head DQN that fills listening sessions from per-user candidate pools.
-
-Modules: ``config`` (:class:`PlaylistRLConfig`), ``features`` (Spark training rows), ``user_model``
-(torch world model + metrics), ``env`` (``gymnasium`` simulator and response models), ``agent`` (AH-DQN),
-``policies`` (baselines, playlist planning), ``evaluate`` (simulation metrics with confidence intervals),
-``job`` (the step: tables in, models, metrics and ``gold.rl_playlists`` out).
-"""
