@@ -1,6 +1,8 @@
 # The two commands of the README:
-#   make demo   set up (venv, Java check, Delta JARs), then run the whole pipeline on generated data
-#   make test   set up, then lint, type-check and run the test suite
+#   make demo       set up (venv, Java check, Delta JARs), then run the whole pipeline on generated data
+#   make test       set up, then lint, type-check, check the import layers and run the full test suite (CI)
+# and for development:
+#   make test-fast  the unit and model tests only (no end-to-end pipeline, notebook or cluster runs): minutes
 # Both do their own setup through scripts/setup.sh, which reuses one environment per machine.
 SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/spotrec
@@ -13,7 +15,7 @@ PY = $(VENV)/bin/python
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint setup clean bench
+.PHONY: demo test test-fast lint setup clean bench
 
 setup:
 	@echo "environment: $(VENV)"
@@ -25,9 +27,13 @@ lint:
 	$(VENV)/bin/ruff check spotrec jobs tests benchmarks
 	$(VENV)/bin/ruff format --check spotrec jobs tests benchmarks
 	$(VENV)/bin/mypy spotrec
+	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
+
+test-fast:
+	$(PY) -m pytest -m "not slow and not cluster" --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf warehouse spark-warehouse metastore_db .pytest_cache .mypy_cache

@@ -3,7 +3,7 @@
     python benchmarks/ann_bench.py                                    # clustered, 5K/20K/100K/300K (the report)
     python benchmarks/ann_bench.py --kinds medium,loose,gaussian --sizes 5000,20000,100000   # harder data
     python benchmarks/ann_bench.py --sizes 6332 --kinds clustered,loose,gaussian \\
-        --vectors-npy warehouse/_artifacts/discovery/<version>/<version>-vectors.npy   # learned vectors
+        --vectors-npy warehouse/_artifacts/rnn/<version>/<version>-vectors.npy   # learned vectors
     python benchmarks/ann_bench.py --metric dot --bias-std 1 --sizes 100000   # softmax retrieval space
     python benchmarks/ann_bench.py --sizes 2000 --trees 5 --search-k 100 --repeats 1   # smoke run
 

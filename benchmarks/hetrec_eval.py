@@ -29,13 +29,13 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.config import SparkConfig, WeeklyConfig
+from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation.harness import evaluate
 from spotrec.evaluation.split import holdout_split
 from spotrec.features.interactions import extend_index, interactions_from_counts, with_indexes
 from spotrec.sources import read_play_counts
 from spotrec.spark import get_spark
 from spotrec.weekly.als import AlsRecommender
-from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-hetrec-2k" / "user_artists.dat"
 K = 10

@@ -15,8 +15,8 @@
    Reported per variant (plain / double DQN): episodes, environment steps and wall seconds to converge,
    the final greedy reward and the random policy's reward for scale.
 
-3. With ``--policy PATH`` (a checkpoint of ``spotrec playlists``, e.g.
-   ``warehouse/_artifacts/playlists/policy``): that run's training curve on the demo data. Convergence is
+3. With ``--policy PATH`` (a checkpoint of ``spotrec rl``, e.g.
+   ``warehouse/_artifacts/rl/policy``): that run's training curve on the demo data. Convergence is
    the first episode whose trailing ``--window``-episode mean return reaches 95% of the final window's
    mean (returns are those of the epsilon-greedy behaviour in the learned simulator), with the training
    seconds to get there and in total.
@@ -35,11 +35,11 @@ import torch
 
 from spotrec.config import RlConfig
 from spotrec.rl import agent as agent_mod
-from spotrec.rl.agent import QNetwork
 from spotrec.rl.env import LearnedResponse, PlaylistEnv, ResponseModel, ResponseProbs, SessionSpec, TrueResponse
 from spotrec.rl.evaluate import run_sessions
 from spotrec.rl.features import FeatureLayout
 from spotrec.rl.policies import DQNPolicy, RandomPolicy
+from spotrec.rl.q_network import QNetwork
 from spotrec.rl.user_model import LearnedUserModel, UserModelNet
 
 
@@ -249,7 +249,7 @@ def main() -> None:
     parser.add_argument("--bad", type=int, default=4, help="planted problem: always-skipped tracks per pool")
     parser.add_argument("--length", type=int, default=5, help="planted problem: playlist length")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--policy", help="a spotrec playlists checkpoint (file or folder): report only its curve")
+    parser.add_argument("--policy", help="a spotrec rl checkpoint (file or folder): report only its curve")
     parser.add_argument("--window", type=int, default=100, help="--policy: episodes in the moving mean")
     args = parser.parse_args()
     if args.policy:

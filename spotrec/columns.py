@@ -26,6 +26,12 @@ ARTIST_NAME = "artist_name"
 ALBUM_ID = "album_id"
 ALBUM_NAME = "album_name"
 DURATION_MS = "duration_ms"
+ACOUSTICNESS = "acousticness"
+DANCEABILITY = "danceability"
+ENERGY = "energy"
+VALENCE = "valence"
+TEMPO = "tempo"
+AUDIO_FEATURES = (ACOUSTICNESS, DANCEABILITY, ENERGY, VALENCE, TEMPO)
 
 # Bronze / quarantine bookkeeping
 SOURCE_FILE = "source_file"
@@ -34,6 +40,10 @@ RAW = "raw"
 INGEST_TIME = "ingest_time"
 INGEST_RUN_ID = "ingest_run_id"
 REASON = "reason"
+ROWS_READ = "rows_read"
+SILVER_NEW = "silver_new"
+QUARANTINED = "quarantined"
+DUPLICATES = "duplicates"
 
 # Playlists (silver.playlists)
 PLAYLIST_ID = "playlist_id"
@@ -54,6 +64,7 @@ LAST_PLAYED = "last_played"
 
 # Models and ops
 RUN_ID = "run_id"
+CREATED_AT = "created_at"
 MODEL = "model"
 MODEL_VERSION = "model_version"
 METRIC = "metric"
@@ -62,6 +73,20 @@ VALUE = "value"
 RANK = "rank"
 SCORE = "score"
 WEEK = "week"
+DATASET = "dataset"
+FEATURES = "features"
+SIMILAR_TRACK_ID = "similar_track_id"
+CLUSTER = "cluster"
+SHARE = "share"
+
+# ops.runs
+STEP = "step"
+STATUS = "status"
+STARTED_AT = "started_at"
+FINISHED_AT = "finished_at"
+CONFIG = "config"
+OUTPUTS = "outputs"
+MESSAGE = "message"
 
 # Song vectors, documents and the taste RNN (gold.track_embeddings, gold.user_taste_vectors, ...)
 METHOD = "method"
@@ -91,4 +116,3 @@ CANDIDATE_SCORES = "candidate_scores"
 HEAD = "head"
 PREDICTOR = "predictor"
 BIN = "bin"
-CREATED_AT = "created_at"

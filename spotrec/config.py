@@ -273,11 +273,11 @@ class WeeklyConfig(_Section):
     """Seed of ALS's factor initialisation. Inside :class:`Config` it is derived from the top-level
     ``seed``; setting it here is a deprecated override."""
     tune_ranks: list[int] = Field(default_factory=lambda: [16, 32, 64])
-    """Ranks tried by ``spotrec als --tune``."""
+    """Ranks tried by ``spotrec weekly --tune``."""
     tune_reg_params: list[float] = Field(default_factory=lambda: [0.05, 0.1, 0.2, 0.4])
-    """``reg_param`` values tried by ``spotrec als --tune``."""
+    """``reg_param`` values tried by ``spotrec weekly --tune``."""
     tune_alphas: list[float] = Field(default_factory=lambda: [1.0, 10.0, 40.0])
-    """``alpha`` values tried by ``spotrec als --tune``."""
+    """``alpha`` values tried by ``spotrec weekly --tune``."""
 
     # -- Discover Weekly, similar tracks, taste profiles --------------------------------------------------
     playlist_size: int = 30
@@ -494,7 +494,7 @@ class RlConfig(_Section):
     q_reward_prior: bool = True
     """With ``q_user_model_features``: Q = the user model's expected immediate reward + a learned residual
     that starts at zero, so training starts from the greedy-on-user-model policy and learns the long-term
-    part (see :class:`spotrec.rl.agent.QNetwork`)."""
+    part (see :class:`spotrec.rl.q_network.QNetwork`)."""
     q_dueling: bool = True
     """Split the residual into a state-value stream V(user, context) and an action stream, so the action
     stream only has to learn how candidates differ (not the session's whole expected future)."""

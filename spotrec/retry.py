@@ -9,10 +9,9 @@ the table it reads: spotrec's insert-only ``Storage.merge_new`` re-checks the ke
 (no duplicate, no lost row), ``overwrite``/``replace_where`` replace, and ``append`` of a failed commit
 appended nothing.
 
-Wiring (proposed for :class:`spotrec.tables.Storage`)::
+Every write of :class:`spotrec.storage.Storage` goes through :func:`retry_on_conflict`, e.g.::
 
-    def merge_new(self, spec, df):
-        retry_on_conflict(lambda: self._merge_new_once(spec, df), what=f"MERGE into {spec.full_name}")
+    retry_on_conflict(lambda: self._merge_new_once(spec, df), what=f"MERGE into {spec.full_name}")
 """
 
 from __future__ import annotations

@@ -15,21 +15,8 @@ import torch
 from pyspark.sql import SparkSession
 
 from spotrec.config import Config, RlConfig
-from spotrec.rl.agent import (
-    MASKED_Q,
-    QNetwork,
-    ReplayBuffer,
-    TrainedAgent,
-    expected_reward_torch,
-    greedy_action,
-    linear_schedule,
-    load_policy,
-    obs_tensors,
-    q_network,
-    save_policy,
-    td_targets,
-    train_agent,
-)
+from spotrec.rl.agent import TrainedAgent, load_policy, save_policy, train_agent
+from spotrec.rl.dqn import ReplayBuffer, linear_schedule, td_targets
 from spotrec.rl.env import LearnedResponse, PlaylistEnv, SessionSpec, TableResponse, expected_reward
 from spotrec.rl.evaluate import compare_policies, comparison_table, mean_ci, run_sessions
 from spotrec.rl.features import FeatureLayout
@@ -41,6 +28,7 @@ from spotrec.rl.policies import (
     ScorePolicy,
 )
 from spotrec.rl.pools import candidate_pools, session_spec
+from spotrec.rl.q_network import MASKED_Q, QNetwork, expected_reward_torch, greedy_action, obs_tensors, q_network
 from spotrec.rl.user_model import SKIPPED, LearnedUserModel, UserModelNet
 from spotrec.steps.rl import run_playlists
 from spotrec.storage import Storage

@@ -131,11 +131,11 @@ def _silver_events(spark, plays):
     return conform(df, SILVER_EVENTS)
 
 
-def test_run_discovery_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path) -> None:
+def test_serve_rnn_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path) -> None:
     import torch
 
     from spotrec.config import RnnConfig
-    from spotrec.steps.rnn import run_discovery
+    from spotrec.steps.rnn import serve_rnn
     from spotrec.tables import RNN_RECOMMENDATIONS, SILVER_EVENTS, TRACK_EMBEDDINGS, USER_TASTE_VECTORS
 
     torch.set_num_threads(1)
@@ -159,7 +159,7 @@ def test_run_discovery_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path
         use_playlists=False,
         validation_fraction=0.25,
     )
-    run = run_discovery(spark, storage, cfg, str(tmp_path / "artifacts"), model_version="v-e2e")
+    run = serve_rnn(spark, storage, cfg, str(tmp_path / "artifacts"), model_version="v-e2e")
     assert run.vocabulary_size == 10 and run.train_windows > 0
 
     emb = storage.read(TRACK_EMBEDDINGS)

@@ -10,9 +10,9 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spotrec import columns as C
 from spotrec.evaluation import metrics as M
+from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation.harness import evaluate, format_table
-from spotrec.recommender import Recommender
-from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
+from spotrec.evaluation.recommender import InteractionRecommender
 
 RECS_DDL = "user_id string, track_id string, rank int, score double"
 
@@ -43,8 +43,10 @@ def _users(spark: SparkSession, *ids: str) -> DataFrame:
 
 
 def test_both_baselines_satisfy_the_recommender_protocol() -> None:
-    models: list[Recommender] = [PopularityRecommender(), CooccurrenceRecommender()]
+    models: list[InteractionRecommender] = [PopularityRecommender(), CooccurrenceRecommender()]
     assert [m.name for m in models] == ["popularity", "cooccurrence"]
+    # The harness fits exactly the models that fit on interactions (isinstance on the runtime protocol).
+    assert all(isinstance(m, InteractionRecommender) for m in models)
 
 
 def test_popularity_excludes_heard_tracks(spark: SparkSession) -> None:

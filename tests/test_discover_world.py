@@ -19,13 +19,13 @@ from pyspark.sql import DataFrame, SparkSession
 
 from spotrec import columns as C
 from spotrec.config import GenerateConfig, MatrixConfig, WeeklyConfig
+from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation.harness import EvalResult, evaluate
 from spotrec.evaluation.metrics import NDCG
 from spotrec.evaluation.split import relevant_items, time_split
 from spotrec.features.interactions import build_interactions, extend_index, with_indexes
 from spotrec.synth.world import generate_world
 from spotrec.weekly.als import AlsRecommender
-from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.weekly.taste import cluster_purity_vs_truth, purity_chance, taste_clusters
 
 WORLD = GenerateConfig(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
@@ -13,7 +14,8 @@ from pyspark.sql import functions as F
 from spotrec import columns as C
 from spotrec.errors import SchemaMismatchError
 from spotrec.evaluation import metrics as M
-from spotrec.evaluation.harness import EvalResult, format_table, results_frame
+from spotrec.evaluation.harness import EvalResult, evaluate, format_table, results_frame
+from spotrec.evaluation.recommender import InteractionRecommender, Recommender
 from spotrec.evaluation.split import holdout_split, relevant_items, time_split, time_split_cutoff
 from spotrec.storage import Storage
 from spotrec.tables import MODEL_METRICS
@@ -167,6 +169,68 @@ def test_ranking_metrics_validate_inputs(spark: SparkSession) -> None:
         M.ranking_metrics(_recs(spark, [("u1", "a", 1)]), _pairs(spark, []), k=3)
     with pytest.raises(ValueError, match="k must be"):
         M.ranking_metrics(_recs(spark, [("u1", "a", 1)]), relevant, k=0)
+
+
+# --- hit rate and MRR: one definition, in Spark and on arrays ---------------------------------------
+
+
+def test_next_track_metrics_in_spark_and_on_arrays_are_one_definition(spark: SparkSession) -> None:
+    # Ranked ids per query (-1: empty slot) and the true next id (-1: out of vocabulary, never a hit).
+    ranked = np.array([[5, 3, 9], [1, 2, 3], [7, 8, 4], [0, 6, 2], [4, -1, -1]])
+    targets = np.array([3, 1, 2, -1, -1])  # first-hit ranks 2, 1, none, none (OOV), none (OOV, empty slots)
+    recs = _recs(spark, [(f"q{i}", str(t), r + 1) for i, row in enumerate(ranked) for r, t in enumerate(row) if t >= 0])
+    nxt = _pairs(spark, [(f"q{i}", str(t)) for i, t in enumerate(targets)])
+    arrays = M.next_track_metrics_arrays(ranked, targets, ks=(1, 2, 3))
+    assert arrays == pytest.approx({"hit@1": 1 / 5, "hit@2": 2 / 5, "hit@3": 2 / 5, "mrr": (1 + 1 / 2) / 5})
+    in_spark = M.next_track_metrics(recs, nxt, [1, 2, 3])
+    for k in (1, 2, 3):
+        assert in_spark[k][M.NEXT_HIT_RATE] == pytest.approx(arrays[f"hit@{k}"])
+    assert in_spark[3][M.NEXT_MRR] == pytest.approx(arrays["mrr"])
+    # The generic form is the same numbers under the generic names, and its hit rate is ranking_metrics'.
+    generic = M.hit_rate_and_mrr(recs, nxt, [2])[2]
+    assert generic == pytest.approx({M.HIT_RATE: 2 / 5, M.MRR: (1 + 1 / 2) / 5})
+    assert M.ranking_metrics(recs, nxt, 2)[M.HIT_RATE] == pytest.approx(generic[M.HIT_RATE])
+    assert M.ranking_metrics_with_mrr(recs, nxt, 2)[M.MRR] == pytest.approx(generic[M.MRR])
+    with pytest.raises(ValueError, match="relevant is empty"):
+        M.hit_rate_and_mrr(recs, nxt.limit(0), [2])
+
+
+# --- the harness with a model passed already fitted -----------------------------------------------
+
+
+class _Fixed:
+    """A Recommender without ``fit`` (like the RNN methods): fixed lists cut to ``n`` (none of them heard)."""
+
+    name = "fixed"
+
+    def __init__(self, recs: DataFrame) -> None:
+        self.recs = recs
+
+    def recommend(self, users: DataFrame, n: int, exclude: DataFrame | None = None) -> DataFrame:
+        return self.recs.join(users, [C.USER_ID], "left_semi").where(F.col(C.RANK) <= n)
+
+
+def test_harness_scores_a_prefitted_recommender_with_next_track_metrics(spark: SparkSession) -> None:
+    model = _Fixed(_recs(spark, [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u2", "d", 1), ("u2", "c", 2)]))
+    assert isinstance(model, Recommender) and not isinstance(model, InteractionRecommender)
+    train = _pairs(spark, [("u1", "x"), ("u2", "y"), ("u3", "a")])
+    relevant = _pairs(spark, [("u1", "c"), ("u1", "b"), ("u2", "c")])
+    nxt = _pairs(spark, [("u1", "c"), ("u2", "c")])
+    (result,) = evaluate([model], train, relevant, k=2, n=3, next_tracks=nxt)
+    assert result.model == "fixed" and result.users == 2 and result.fit_seconds < 1
+    # Next track at k = 2: u1's c is at rank 3 (miss), u2's at rank 2: hit 1/2, MRR (0 + 1/2) / 2.
+    # At n = 3: both hit: hit 1, MRR (1/3 + 1/2) / 2, under the names with "@3".
+    got = {m: v for m, v in result.metrics.items() if m.startswith("next_track")}
+    assert got == pytest.approx(
+        {
+            M.NEXT_HIT_RATE: 1 / 2,
+            M.NEXT_MRR: 1 / 4,
+            f"{M.NEXT_HIT_RATE}@3": 1.0,
+            f"{M.NEXT_MRR}@3": (1 / 3 + 1 / 2) / 2,
+        }
+    )
+    # Ranking metrics at k = 2 as usual: u1 hits b (of {b, c}) at 2, u2 hits c at 2.
+    assert result.metrics[M.HIT_RATE] == 1.0 and result.metrics[M.RECALL] == pytest.approx((1 / 2 + 1) / 2)
 
 
 # --- beyond accuracy -------------------------------------------------------------------------------

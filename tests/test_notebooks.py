@@ -37,6 +37,9 @@ from spotrec.logs import remove_handlers
 from spotrec.storage import Storage
 from spotrec.tables import DISCOVER_WEEKLY, MODEL_METRICS, RL_PLAYLISTS, RNN_RECOMMENDATIONS, RUNS, SILVER_EVENTS
 
+pytestmark = pytest.mark.slow  # real Jupyter kernels over a pipeline-built world: the slowest module
+
+
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 WORLD_SETTINGS = [

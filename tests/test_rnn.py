@@ -13,14 +13,8 @@ import torch
 from spotrec.config import RnnConfig
 from spotrec.features.documents import last_n, rnn_windows, validation_split, write_parquet
 from spotrec.rnn.ann import taste_vectors
-from spotrec.rnn.taste_rnn import (
-    WindowBatches,
-    load_checkpoint,
-    predict_taste,
-    run_training,
-    taste_loss,
-    train_taste_rnn,
-)
+from spotrec.rnn.taste_rnn import load_checkpoint, predict_taste, taste_loss
+from spotrec.rnn.training import WindowBatches, run_training, train_taste_rnn
 
 V, D, N = 20, 8, 3
 
@@ -81,7 +75,7 @@ def test_rnn_learns_planted_successor_rule(planted_windows, tmp_path, caplog, ce
         patience=5,
         seed=1,
     )
-    with caplog.at_level("INFO", logger="spotrec.rnn.taste_rnn"):
+    with caplog.at_level("INFO", logger="spotrec.rnn.training"):
         result = train_taste_rnn(
             str(w["root"] / "train"), str(w["root"] / "val"), w["vectors"], cfg, str(tmp_path), f"v-{cell}"
         )
@@ -128,7 +122,8 @@ def test_run_training_plain_call_and_executor_taste_vectors_match_driver(planted
 def test_predict_taste_handles_short_and_empty_histories(planted_windows) -> None:
     w = planted_windows
     cfg = RnnConfig(hidden_size=8, sequence_length=N)
-    from spotrec.rnn.taste_rnn import TasteRNN, _spec
+    from spotrec.rnn.taste_rnn import TasteRNN
+    from spotrec.rnn.training import _spec
 
     model = TasteRNN(_spec(cfg, D, "x")).eval()
     out = predict_taste(model, w["vectors"], [np.array([1, 2, 3]), np.array([4]), np.array([], dtype=np.int64)])
@@ -155,11 +150,11 @@ def test_losses_match_hand_values_and_batches_cover_every_window(planted_windows
 
 
 def test_next_track_metrics_match_hand_computed_values() -> None:
-    from spotrec.rnn.evaluate import next_track_metrics
+    from spotrec.evaluation.metrics import next_track_metrics_arrays
 
     ranked = np.array([[5, 3, 9], [1, 2, 3], [7, 8, 4], [0, 6, 2]])
     targets = np.array([3, 1, 2, -1])  # ranks 2, 1, absent, out-of-vocabulary
-    m = next_track_metrics(ranked, targets, ks=(1, 2, 3))
+    m = next_track_metrics_arrays(ranked, targets, ks=(1, 2, 3))
     assert m == pytest.approx({"hit@1": 0.25, "hit@2": 0.5, "hit@3": 0.5, "mrr": (0.5 + 1.0) / 4})
 
 
@@ -181,13 +176,13 @@ def test_baseline_rankings_exclude_history_and_follow_vectors_and_counts() -> No
 
 
 def test_recommendation_metrics_in_spark_hand_computed(spark) -> None:
-    from spotrec.rnn.evaluate import recommendation_metrics
+    from spotrec.evaluation.metrics import ranking_metrics_with_mrr
 
     recs = spark.createDataFrame(
         [("u1", "a", 1), ("u1", "b", 2), ("u2", "c", 1), ("u2", "d", 2)], "user_id string, track_id string, rank int"
     )
     held = spark.createDataFrame([("u1", "b"), ("u2", "x")], "user_id string, track_id string")
-    m = recommendation_metrics(recs, held, k=2)
+    m = ranking_metrics_with_mrr(recs, held, k=2)
     assert m["hit_rate"] == pytest.approx(0.5)
     assert m["mrr"] == pytest.approx(0.25)
     assert m["ndcg"] == pytest.approx((1 / np.log2(3)) / 2)
@@ -204,45 +199,6 @@ def test_torch_distributor_trains_with_two_ddp_processes(planted_windows, tmp_pa
     assert model.spec.model_version == "v-ddp" and model.spec.hidden_size == 8
     with open(pt[:-3] + ".json") as fh:
         assert len(json.load(fh)["val_losses"]) == 2
-
-
-def test_yes_evaluation_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_path) -> None:
-    """Smoke run of the Yes.com protocol on a file in its format where song i is always followed by i + 1."""
-    from spotrec.rnn.evaluate import evaluate_yes, format_yes_report, read_yes_playlists
-
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    lines = [" ".join(str(10_000 + i) for i in range(12)) + " ", " ".join("1" for _ in range(12)) + " "]
-    for _ in range(120):
-        start = int(rng.integers(12))
-        lines.append(" ".join(str((start + j) % 12) for j in range(6)) + " ")
-    folder = tmp_path / "yes"
-    folder.mkdir()
-    (folder / "train.txt").write_text("\n".join(lines) + "\n")
-    assert read_yes_playlists(str(folder / "train.txt"))[0] == [
-        str((int(lines[2].split()[0]) + j) % 12) for j in range(6)
-    ]
-
-    cfg = RnnConfig(
-        vector_size=8,
-        window=2,
-        w2v_epochs=3,
-        w2v_batch_size=64,
-        sequence_length=3,
-        hidden_size=16,
-        rnn_epochs=15,
-        rnn_lr=0.01,
-        batch_size=32,
-        patience=3,
-        seed=3,
-    )
-    report = evaluate_yes(spark, str(folder), cfg, str(tmp_path / "work"))
-    assert report["facts"]["playlists"] == 120 and report["facts"]["songs"] == 12 and report["facts"]["queries"] == 12
-    assert set(report["metrics"]) == {"rnn", "last_track", "mean_history", "popularity"}
-    # The rule is deterministic, so the RNN should rank the true next song near the top of 12 songs.
-    assert report["metrics"]["rnn"]["hit@10"] >= report["metrics"]["popularity"]["hit@10"]
-    assert report["metrics"]["rnn"]["mrr"] >= 0.5
-    assert "published" in format_yes_report(report)
 
 
 def test_rankings_leave_empty_slots_when_exclusions_leave_fewer_than_k_songs() -> None:

@@ -1,5 +1,6 @@
-"""The discovery step's last-week evaluation: exact rows and hand-computed metrics on tiny frames, a planted
-sequential world where the taste RNN must beat the mean of history, and the step end to end."""
+"""The rnn step's last-week evaluation: exact rows and hand-computed metrics on tiny frames, a planted
+sequential world where the taste RNN must beat the mean of history, the step end to end, and the Yes.com
+benchmark's entry point on a tiny planted playlist file."""
 
 from __future__ import annotations
 
@@ -10,24 +11,18 @@ import pytest
 import torch
 from chispa import assert_df_equality
 
+from benchmarks.yes_eval import evaluate_yes, format_yes_report, yes_playlist_songs
 from spotrec.config import RnnConfig
 from spotrec.evaluation.harness import EvalResult
+from spotrec.evaluation.metrics import NEXT_HIT_RATE, NEXT_MRR, next_track_metrics
+from spotrec.evaluation.split import first_new_tracks
 from spotrec.features.documents import rnn_windows, validation_split, write_parquet
 from spotrec.rnn.evaluate import evaluate_next_track
-from spotrec.rnn.taste_rnn import load_checkpoint, train_taste_rnn
-from spotrec.rnn.week_eval import (
-    LAST_TRACK,
-    MEAN_HISTORY,
-    MEAN_HISTORY_BIAS,
-    NEXT_HIT_RATE,
-    NEXT_MRR,
-    POPULARITY,
-    RNN,
-    first_new_tracks,
-    format_results,
-    next_track_metrics,
-)
-from spotrec.steps.rnn import run_discovery_evaluation
+from spotrec.rnn.recommender import LAST_TRACK, MEAN_HISTORY, MEAN_HISTORY_BIAS, RNN
+from spotrec.rnn.taste_rnn import load_checkpoint
+from spotrec.rnn.training import train_taste_rnn
+from spotrec.rnn.week_eval import POPULARITY, format_results
+from spotrec.steps.rnn import evaluate_rnn
 
 EVENTS = "event_id string, user_id string, track_id string, ts timestamp"
 
@@ -59,8 +54,11 @@ def test_next_track_metrics_hand_computed(spark) -> None:
     )
     nxt = spark.createDataFrame([("u1", "c"), ("u2", "d"), ("u3", "a")], "user_id string, track_id string")
     # u1 at rank 3, u2 at rank 2, u3 has no recommendations.
-    assert next_track_metrics(recs, nxt, 3) == pytest.approx({NEXT_HIT_RATE: 2 / 3, NEXT_MRR: (1 / 3 + 1 / 2) / 3})
-    assert next_track_metrics(recs, nxt, 2) == pytest.approx({NEXT_HIT_RATE: 1 / 3, NEXT_MRR: (1 / 2) / 3})
+    got = next_track_metrics(recs, nxt, [3, 2])
+    assert got[3] == pytest.approx({NEXT_HIT_RATE: 2 / 3, NEXT_MRR: (1 / 3 + 1 / 2) / 3})
+    assert got[2] == pytest.approx({NEXT_HIT_RATE: 1 / 3, NEXT_MRR: (1 / 2) / 3})
+    with pytest.raises(ValueError, match="next_tracks is empty"):
+        next_track_metrics(recs, nxt.limit(0), [3])
 
 
 def test_format_results_puts_missing_metrics_as_dashes() -> None:
@@ -119,7 +117,7 @@ def test_rnn_beats_mean_of_history_on_a_planted_sequential_world(spark, tmp_path
     assert res["rnn"]["hit@5"] >= res["last_track"]["hit@5"]
 
 
-def test_discovery_evaluation_end_to_end_stores_every_figure_beside_als(spark, storage, config, capsys) -> None:
+def test_rnn_evaluation_end_to_end_stores_every_figure_beside_als(spark, storage, config, capsys) -> None:
     """Two weeks of sessions walking the successor cycle; the last week is the test week."""
     from pyspark.sql import functions as F
 
@@ -153,7 +151,8 @@ def test_discovery_evaluation_end_to_end_stores_every_figure_beside_als(spark, s
         use_playlists=False,
         eval_next_k=20,
     )
-    ev = run_discovery_evaluation(spark, storage, config, "r-disc", model_version="v-eval")
+    said: list[str] = []
+    ev = evaluate_rnn(spark, storage, config, "r-disc", model_version="v-eval", say=said.append)
 
     assert [r.model for r in ev.results] == [RNN, MEAN_HISTORY, LAST_TRACK, MEAN_HISTORY_BIAS, POPULARITY]
     assert [r.model for r in ev.stored] == ["als"] and ev.stored[0].metrics == {"ndcg": 0.125}
@@ -164,5 +163,45 @@ def test_discovery_evaluation_end_to_end_stores_every_figure_beside_als(spark, s
     assert len(rows) == 5 * (8 + 2 + 2)  # 8 harness metrics (no tracks table) + 2 next-track at k + 2 at next_k
     assert all(r["dataset"] == "last-week" for r in rows)
     assert {r["model_version"] for r in rows if r["model"] == RNN} == {"v-eval"}
-    out = capsys.readouterr().out
+    out = "\n".join(said)
     assert "| rnn " in out and "| als " in out and "0.1250" in out
+    assert capsys.readouterr().out == ""  # reported through `say`, never printed by the library
+
+
+def test_yes_benchmark_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_path) -> None:
+    """Smoke run of the Yes.com protocol on a file in its format where song i is always followed by i + 1."""
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    lines = [" ".join(str(10_000 + i) for i in range(12)) + " ", " ".join("1" for _ in range(12)) + " "]
+    for _ in range(120):
+        start = int(rng.integers(12))
+        lines.append(" ".join(str((start + j) % 12) for j in range(6)) + " ")
+    folder = tmp_path / "yes"
+    folder.mkdir()
+    (folder / "train.txt").write_text("\n".join(lines) + "\n")
+    # Read by the one Yes.com reader (spotrec.sources.yes), in the order of the playlist ids
+    # "yes:train:<line number>" as strings: lines 3..122, so line 10 comes first.
+    playlists = yes_playlist_songs(spark, str(folder / "train.txt"))
+    assert len(playlists) == 120
+    assert playlists[0] == [f"yes:{song}" for song in lines[10 - 1].split()]
+
+    cfg = RnnConfig(
+        vector_size=8,
+        window=2,
+        w2v_epochs=3,
+        w2v_batch_size=64,
+        sequence_length=3,
+        hidden_size=16,
+        rnn_epochs=15,
+        rnn_lr=0.01,
+        batch_size=32,
+        patience=3,
+        seed=3,
+    )
+    report = evaluate_yes(spark, str(folder), cfg, str(tmp_path / "work"))
+    assert report["facts"]["playlists"] == 120 and report["facts"]["songs"] == 12 and report["facts"]["queries"] == 12
+    assert set(report["metrics"]) == {"rnn", "last_track", "mean_history", "popularity"}
+    # The rule is deterministic, so the RNN should rank the true next song near the top of 12 songs.
+    assert report["metrics"]["rnn"]["hit@10"] >= report["metrics"]["popularity"]["hit@10"]
+    assert report["metrics"]["rnn"]["mrr"] >= 0.5
+    assert "published" in format_yes_report(report)

@@ -23,7 +23,8 @@ from spotrec.sources import (
     read_playlists,
     read_track_features,
 )
-from spotrec.sources.common import CANONICAL_FIELDS, numbered_lines
+from spotrec.sources.frames import CANONICAL_FIELDS
+from spotrec.sources.text import numbered_lines
 from spotrec.tables import PLAY_COUNTS, PLAYLISTS, READER_SCHEMA, TRACKS
 from tests.conftest import shared_data
 

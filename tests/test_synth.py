@@ -17,17 +17,11 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.config import GenerateConfig
+from spotrec.synth.catalogue import TRACK_DDL, build_catalogue
+from spotrec.synth.listeners import EVENT_DDL, FAULT_KINDS, PLAYLIST_DDL
 from spotrec.synth.response import ResponseModel
 from spotrec.synth.truth import load_ground_truth
-from spotrec.synth.world import (
-    EVENT_DDL,
-    FAULT_KINDS,
-    PLAYLIST_DDL,
-    TRACK_DDL,
-    GenerateResult,
-    build_catalogue,
-    generate_world,
-)
+from spotrec.synth.world import GenerateResult, generate_world
 
 # Python workers must have pandas/pyarrow (mapInPandas): use this interpreter unless told otherwise.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

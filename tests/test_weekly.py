@@ -1,4 +1,4 @@
-"""Discover Weekly playlists, similar tracks, taste clusters and the whole discover step."""
+"""Discover Weekly playlists, similar tracks, taste clusters and the whole weekly step."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from spotrec.config import Config, WeeklyConfig
-from spotrec.steps.weekly import run_discover, save_discover_weekly, week_condition
+from spotrec.steps.weekly import run_weekly, save_discover_weekly, week_condition
 from spotrec.storage import Storage
 from spotrec.tables import (
     DISCOVER_WEEKLY,
@@ -210,7 +210,7 @@ def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, c
     truth = pd.DataFrame({"track_id": [f"t{i:02d}" for i in range(12)], "taste_group": [i // 6 for i in range(12)]})
     truth.to_parquet(truth_dir / "part-0.parquet")
 
-    summary = run_discover(spark, storage, cfg, "run-1", "2026-09-07")
+    summary = run_weekly(spark, storage, cfg, "run-1", "2026-09-07")
 
     assert summary["run_id"] == "run-1" and summary["week"] == "2026-09-07"
     assert summary["model_version"].startswith("als-r4-")

@@ -1,4 +1,4 @@
-"""Ranking and beyond-accuracy metrics for top-k recommendations, computed in Spark.
+"""Ranking, next-track and beyond-accuracy metrics for top-k recommendations, computed in Spark.
 
 Every metric is a join / window / aggregation over the recommendation and relevance frames; only the final
 averages (one row) reach the driver, so evaluation scales with the cluster like the models do.
@@ -6,10 +6,18 @@ averages (one row) reach the driver, so evaluation scales with the cluster like 
 Inputs:
 
 - ``recs``: ``user_id, track_id, rank`` (1-based, unique per user), ``score`` (what
-  :meth:`spotrec.recommender.Recommender.recommend` returns). Only ``rank <= k`` is looked at.
+  :meth:`spotrec.evaluation.recommender.Recommender.recommend` returns). Only ``rank <= k`` is looked at.
 - ``relevant``: ``user_id, track_id``, the held-out items that count as hits (see
-  :func:`spotrec.evaluation.split.relevant_items`).
+  :func:`spotrec.evaluation.split.relevant_items`; for the next-track metrics one per user, see
+  :func:`spotrec.evaluation.split.first_new_tracks`).
 - ``item_popularity``: from :func:`item_popularity` over the *training* interactions.
+
+Reciprocal rank, defined once: for a user u with relevant set R_u, let r_u be the rank of the first item of
+R_u in u's list (none when no item of R_u is in the top ``k``). Then hit@k = 1 if r_u <= k else 0 and
+RR@k = 1 / r_u if r_u <= k else 0; hit rate@k and MRR@k average them over the users of ``relevant``.
+:func:`hit_rate_and_mrr` computes them in Spark, :func:`next_track_metrics` names them for the next-track
+task, and :func:`next_track_metrics_arrays` is the same definition on numpy arrays of ranked ids (the
+driver-side Yes.com benchmark, whose queries are playlist prefixes, not users).
 
 Metric names (the keys of the returned dicts, the ``metric`` column of ``ops.model_metrics``, with ``k`` in
 its own column) are the module constants below.
@@ -19,7 +27,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 
+import numpy as np
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -36,6 +46,11 @@ COVERAGE = "coverage"
 NOVELTY = "novelty"
 POPULARITY_BIAS = "popularity_bias"
 ARTIST_DIVERSITY = "artist_diversity"
+MRR = "mrr"
+NEXT_HIT_RATE = "next_track_hit_rate"
+"""Share of users whose next track (e.g. first new track of the test week) is in their top k."""
+NEXT_MRR = "next_track_mrr"
+"""Mean of 1 / rank of the user's next track (0 when outside the top k)."""
 
 N_USERS = "n_users"
 """item_popularity: distinct training users who played the track."""
@@ -71,6 +86,13 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int) -> dict[str, f
 
     Users of ``relevant`` with no recommendations score 0 on all; users of ``recs`` without relevant items are
     ignored.
+
+    Cross-checked against ``pyspark.ml.evaluation.RankingEvaluator`` (``precisionAtK``, ``recallAtK``,
+    ``ndcgAtK``, ``meanAveragePrecisionAtK``; ``tests/test_ranking_evaluator.py``): given one row per user of
+    ``relevant`` (predictions in rank order, relevant items), the four are equal; Spark's definitions are the
+    ones above (binary gains, AP over min(k, |R_u|), precision over k). The one difference is which users are
+    averaged: RankingEvaluator averages over its input rows, so a row with no relevant items scores 0 and
+    counts, while here such users are left out.
 
     Args:
         recs: ``user_id, track_id, rank`` (1-based, unique per user).
@@ -126,6 +148,113 @@ def ranking_metrics(recs: DataFrame, relevant: DataFrame, k: int) -> dict[str, f
     row = scored.agg(*[F.avg(n).alias(n) for n in names]).first()
     assert row is not None  # an aggregate without grouping always yields one row
     return {n: float(row[n]) for n in names}
+
+
+def hit_rate_and_mrr(recs: DataFrame, relevant: DataFrame, ks: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Hit rate and MRR (see the module docstring) at each cut-off of ``ks``, in one Spark job.
+
+    Averaged over the distinct users of ``relevant``; a user without recommendations scores 0.
+
+    Args:
+        recs: ``user_id, track_id, rank`` (1-based, unique per user).
+        relevant: ``user_id, track_id`` pairs that count as hits.
+        ks: Cut-offs, each >= 1.
+
+    Returns:
+        ``k -> {HIT_RATE, MRR}``.
+
+    Raises:
+        SchemaMismatchError: a column is missing.
+        ValueError: ``relevant`` is empty or a cut-off is < 1.
+    """
+    return _first_hit_metrics(recs, relevant, ks, "relevant")
+
+
+def _first_hit_metrics(
+    recs: DataFrame, relevant: DataFrame, ks: Sequence[int], what: str
+) -> dict[int, dict[str, float]]:
+    if not ks:
+        raise ValueError("at least one cut-off is needed")
+    for k in ks:
+        _check_k(k)
+    require_columns(relevant, (C.USER_ID, C.TRACK_ID), what)
+    rel = (
+        relevant.select(C.USER_ID, C.TRACK_ID)
+        .where(F.col(C.USER_ID).isNotNull() & F.col(C.TRACK_ID).isNotNull())
+        .distinct()
+    )
+    first = (
+        _top_k(recs, max(ks)).join(rel, [C.USER_ID, C.TRACK_ID]).groupBy(C.USER_ID).agg(F.min(C.RANK).alias("_rank"))
+    )
+    columns = []
+    for k in ks:
+        within = F.col("_rank").isNotNull() & (F.col("_rank") <= k)
+        columns += [
+            F.avg(F.when(within, 1.0).otherwise(0.0)).alias(f"hit{k}"),
+            F.avg(F.when(within, 1.0 / F.col("_rank")).otherwise(0.0)).alias(f"mrr{k}"),
+        ]
+    row = rel.select(C.USER_ID).distinct().join(first, C.USER_ID, "left").agg(*columns).first()
+    if row is None or row[f"hit{ks[0]}"] is None:
+        raise ValueError(f"{what} is empty: no (user, track) test pairs to score against")
+    return {k: {HIT_RATE: float(row[f"hit{k}"]), MRR: float(row[f"mrr{k}"])} for k in ks}
+
+
+def next_track_metrics(recs: DataFrame, next_tracks: DataFrame, ks: Sequence[int]) -> dict[int, dict[str, float]]:
+    """Next-track hit rate and MRR at each cut-off: :func:`hit_rate_and_mrr` against one track per user.
+
+    Args:
+        recs: ``user_id, track_id, rank`` (1-based).
+        next_tracks: ``user_id, track_id``, one per user (:func:`spotrec.evaluation.split.first_new_tracks`).
+        ks: Cut-offs.
+
+    Returns:
+        ``k -> {NEXT_HIT_RATE, NEXT_MRR}`` (their own names, so they sit beside ``hit_rate`` against every
+        relevant track in one ``ops.model_metrics`` run).
+
+    Raises:
+        ValueError: ``next_tracks`` is empty (no user has a next track) or a cut-off is < 1.
+    """
+    at = _first_hit_metrics(recs, next_tracks, ks, "next_tracks")
+    return {k: {NEXT_HIT_RATE: m[HIT_RATE], NEXT_MRR: m[MRR]} for k, m in at.items()}
+
+
+def next_track_metrics_arrays(
+    ranked: np.ndarray, targets: np.ndarray, ks: Sequence[int] = (10, 50, 100)
+) -> dict[str, float]:
+    """:func:`hit_rate_and_mrr` on the driver: ranked song ids per query against one target per query.
+
+    The same definition (first-hit rank r; hit@k = [r <= k]; RR = 1 / r within ``max(ks)``), for rankings
+    computed in numpy (the Yes.com benchmark's playlist-prefix queries). ``tests/test_evaluation.py`` checks
+    that both give the same figures on the same lists.
+
+    Args:
+        ranked: (queries, K) song ids, best first (K >= max(ks) for the hit rates to mean what they say);
+            ids < 0 mark empty slots.
+        targets: (queries,) the true next songs; a target that is not a valid song (e.g. -1) never hits.
+        ks: Cut-offs.
+
+    Returns:
+        ``hit@<k>`` per k and ``mrr`` (MRR within ``max(ks)``).
+    """
+    ranked = np.asarray(ranked)
+    targets = np.asarray(targets)
+    if len(targets) == 0:
+        raise ValueError("no queries to evaluate")
+    if not ks or min(ks) < 1:
+        raise ValueError(f"cut-offs must be >= 1, got {list(ks)}")
+    top = ranked[:, : max(ks)]
+    hits = (top == targets[:, None]) & (top >= 0)
+    first = np.where(hits.any(axis=1), hits.argmax(axis=1) + 1, 0)
+    out = {f"hit@{k}": float(np.mean((first > 0) & (first <= k))) for k in ks}
+    out["mrr"] = float(np.mean(np.where(first > 0, 1.0 / np.maximum(first, 1), 0.0)))
+    return out
+
+
+def ranking_metrics_with_mrr(recs: DataFrame, relevant: DataFrame, k: int) -> dict[str, float]:
+    """:func:`ranking_metrics` plus ``MRR`` at ``k`` (e.g. served gold.rnn_recommendations vs held-out plays)."""
+    metrics = ranking_metrics(recs, relevant, k)
+    metrics[MRR] = hit_rate_and_mrr(recs, relevant, [k])[k][MRR]
+    return metrics
 
 
 def catalogue_coverage(recs: DataFrame, n_items: int, k: int) -> float:

@@ -4,7 +4,8 @@ Discover Weekly is judged on the future: the model sees listening up to a cut-of
 tracks the user goes on to play. :func:`time_split` cuts on whole UTC days; :func:`holdout_split` is the
 fallback for data without timestamps (HetRec's pre-aggregated counts), holding out a random share of each
 user's items. :func:`relevant_items` then keeps only the test items the user had not heard in training,
-because those are the only hits a recommender of unheard tracks can score.
+because those are the only hits a recommender of unheard tracks can score; :func:`first_new_tracks` keeps
+each user's first such track, the target of the next-track metrics.
 """
 
 from __future__ import annotations
@@ -123,4 +124,31 @@ def relevant_items(train: DataFrame, test: DataFrame) -> DataFrame:
         .distinct()
         .join(heard, [C.USER_ID, C.TRACK_ID], "left_anti")
         .join(train_users, [C.USER_ID], "left_semi")
+    )
+
+
+def first_new_tracks(train: DataFrame, test: DataFrame) -> DataFrame:
+    """Each training user's first test play of a track they had not played in training (ties by event_id).
+
+    The target of :func:`spotrec.evaluation.metrics.next_track_metrics`: one of the user's
+    :func:`relevant_items`, the one they played first.
+
+    Args:
+        train: Training events with ``user_id`` and ``track_id``.
+        test: Test events with ``user_id``, ``track_id``, ``ts`` and ``event_id``.
+
+    Returns:
+        ``user_id, track_id``: one row per user with at least one new track in the test period.
+    """
+    require_columns(train, [C.USER_ID, C.TRACK_ID], "train")
+    require_columns(test, [C.USER_ID, C.TRACK_ID, C.TS, C.EVENT_ID], "test")
+    heard = train.select(C.USER_ID, C.TRACK_ID).distinct()
+    first = Window.partitionBy(C.USER_ID).orderBy(C.TS, C.EVENT_ID)
+    return (
+        test.select(C.USER_ID, C.TRACK_ID, C.TS, C.EVENT_ID)
+        .join(heard, [C.USER_ID, C.TRACK_ID], "left_anti")
+        .join(train.select(C.USER_ID).distinct(), [C.USER_ID], "left_semi")
+        .withColumn("_n", F.row_number().over(first))
+        .where(F.col("_n") == 1)
+        .select(C.USER_ID, C.TRACK_ID)
     )

@@ -32,9 +32,8 @@ from spotrec import columns as C
 from spotrec.config import RlConfig
 from spotrec.errors import SchemaMismatchError
 
-# Column names of the feature frames (to be moved to spotrec.columns by the lead).
+# Column names of the feature frames (intermediate: no table stores them).
 SESSION_START = "session_start"
-POPULARITY = "popularity"
 USER_FEATURES = "user_features"
 TRACK_FEATURES = "track_features"
 CONTEXT_FEATURES = "context_features"
@@ -46,7 +45,7 @@ SPLIT = "split"
 VECTOR = "vector"
 """Column of the optional ``(user_id | track_id, vector)`` frames (e.g. ALS factors, RNN taste vectors)."""
 
-AUDIO_FEATURES = ("acousticness", "danceability", "energy", "valence", "tempo")
+AUDIO_FEATURES = C.AUDIO_FEATURES
 """silver.tracks audio-like columns; tempo is scaled by ``tempo_scale``, the others are already in [0, 1]."""
 SKIP_RUN_CAP = 10
 """Runs of consecutive skipped tracks are capped (and scaled by) this in ``c_consecutive_skips``."""
@@ -186,7 +185,7 @@ def track_feature_columns(
         F.avg(C.DURATION_MS).alias("_mean_duration"),
     ).crossJoin(counts.agg(F.max("_plays").alias("_max_plays")))
     df = tracks.join(counts, C.TRACK_ID, "left").crossJoin(stats)
-    scale = {f: 1.0 for f in AUDIO_FEATURES} | {"tempo": cfg.tempo_scale}
+    scale = {f: 1.0 for f in AUDIO_FEATURES} | {C.TEMPO: cfg.tempo_scale}
     cols: list[Column] = [F.col(C.TRACK_ID)]
     for f in AUDIO_FEATURES:
         value = F.coalesce(F.col(f), F.col(f"_mean_{f}"), F.lit(NEUTRAL * scale[f])) / scale[f]
@@ -218,7 +217,7 @@ def _session_sums(plays: DataFrame, track_cols: DataFrame) -> DataFrame:
         F.count(F.lit(1)).cast("double").alias("_n"),
         F.sum(LABEL_SKIPPED).cast("double").alias("_skips"),
         F.sum(F.coalesce(F.col("completion"), F.col(LABEL_COMPLETED).cast("double"))).alias("_completion"),
-        F.count(taste["energy"]).cast("double").alias("_n_completed"),
+        F.count(taste[C.ENERGY]).cast("double").alias("_n_completed"),
         *[F.sum(taste[f]).alias(f"_taste_{f}") for f in AUDIO_FEATURES],
     )
 

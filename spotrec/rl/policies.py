@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from spotrec.config import RlConfig
-from spotrec.rl.agent import QNetwork, greedy_action
 from spotrec.rl.env import (
     LearnedResponse,
     ResponseModel,
@@ -29,6 +28,7 @@ from spotrec.rl.env import (
     expected_reward,
     outcome_probabilities,
 )
+from spotrec.rl.q_network import QNetwork, greedy_action
 from spotrec.rl.user_model import LearnedUserModel
 
 

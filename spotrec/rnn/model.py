@@ -1,9 +1,9 @@
 """The RNN system's model: song vectors (word2vec) -> taste RNN -> Annoy index, fitted from event frames.
 
-:func:`fit_discovery` learns the vocabulary, song vectors and RNN from the events it is given; the ``rnn``
+:func:`fit_rnn` learns the vocabulary, song vectors and RNN from the events it is given; the ``rnn``
 step (:mod:`spotrec.steps.rnn`) serves a model: it writes gold.track_embeddings (the chosen method's rows replaced),
 gold.user_taste_vectors and gold.rnn_recommendations. Model files live under
-``<artifacts_dir>/discovery/<model_version>/``: vocabulary, song vectors (.npy), RNN checkpoint (.pt + .json)
+``<artifacts_dir>/rnn/<model_version>/``: vocabulary, song vectors (.npy), RNN checkpoint (.pt + .json)
 and the Annoy index. Spark does every per-user and per-document step; only the training loops and the index
 build, single-machine by nature, run on the driver (or through TorchDistributor).
 
@@ -44,15 +44,16 @@ from spotrec.features.documents import (
 )
 from spotrec.rnn.ann import build_annoy_index
 from spotrec.rnn.cbow import train_cbow
-from spotrec.rnn.taste_rnn import load_checkpoint, retrieval_space, run_training
+from spotrec.rnn.taste_rnn import load_checkpoint, retrieval_space
+from spotrec.rnn.training import run_training
 from spotrec.rnn.word2vec import CBOW_NS, embeddings_frame, train_mllib_word2vec, vector_matrix
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DiscoveryRun:
-    """What a discovery run produced."""
+class RnnServing:
+    """What a run of the ``rnn`` step produced."""
 
     model_version: str
     artifacts: str
@@ -77,7 +78,7 @@ def documents_for(events: DataFrame, playlists: DataFrame | None, cfg: RnnConfig
     if cfg.use_playlists and playlists is not None:
         parts.append(playlist_documents(playlists))
     if not parts:
-        raise SpotrecError("discovery: no documents (use_sessions and use_playlists are both off, or no playlists)")
+        raise SpotrecError("rnn: no documents (use_sessions and use_playlists are both off, or no playlists)")
     out = parts[0]
     for p in parts[1:]:
         out = out.unionByName(p)
@@ -85,8 +86,8 @@ def documents_for(events: DataFrame, playlists: DataFrame | None, cfg: RnnConfig
 
 
 @dataclass
-class DiscoveryModel:
-    """A fitted discovery model: the files under its artifacts folder and the facts needed to serve it."""
+class RnnModel:
+    """A fitted RNN-system model: the files under its artifacts folder and the facts needed to serve it."""
 
     model_version: str
     artifacts: str
@@ -105,14 +106,14 @@ class DiscoveryModel:
         return spark.read.parquet(self.vocabulary_path)
 
 
-def fit_discovery(
+def fit_rnn(
     spark: SparkSession,
     events: DataFrame,
     playlists: DataFrame | None,
     cfg: RnnConfig,
     out: str,
     version: str,
-) -> DiscoveryModel:
+) -> RnnModel:
     """Learn song vectors from documents and the taste RNN from play sequences, on ``events`` only.
 
     The evaluation calls this on the training weeks of a time split, so nothing of the test week reaches the
@@ -123,7 +124,7 @@ def fit_discovery(
         events: silver.listen_events rows to learn from (event_id, user_id, track_id, ts, session_id,
             session_position).
         playlists: silver.playlists, or ``None``.
-        cfg: the discovery configuration.
+        cfg: the ``rnn`` configuration section.
         out: the model's artifacts folder.
         version: the model version (names files and rows).
 
@@ -141,7 +142,7 @@ def fit_discovery(
     counts = np.array([r["count"] for r in counts_rows], dtype=np.float64)
     track_ids = [r[C.TRACK_ID] for r in counts_rows]
     if len(track_ids) == 0:
-        raise SpotrecError("discovery: the vocabulary is empty; ingest listening events first")
+        raise SpotrecError("rnn: the vocabulary is empty; ingest listening events first")
     encoded = encode_documents(documents, vocab, [DOC_ID, DOC_KIND], cfg.min_document_length)
 
     # Song vectors.
@@ -165,16 +166,14 @@ def fit_discovery(
     n_train = spark.read.parquet(train_path).count()
     if n_train == 0:
         raise SpotrecError(
-            "discovery: no training windows: no user played two or more vocabulary tracks (with "
+            "rnn: no training windows: no user played two or more vocabulary tracks (with "
             f"window_targets={cfg.window_targets!r}, two different ones); ingest more events"
         )
     write_parquet(val.drop(C.USER_ID), val_path, files=1)
     has_val = spark.read.parquet(val_path).limit(1).count() > 0
     checkpoint = run_training(train_path, val_path if has_val else None, vectors_path, cfg, out, version)
-    log.info("discovery %s: %d songs, %d training windows, artifacts in %s", version, len(track_ids), n_train, out)
-    return DiscoveryModel(
-        version, out, vocab_path, vectors, vectors_path, checkpoint, len(track_ids), n_train, embeddings
-    )
+    log.info("rnn %s: %d songs, %d training windows, artifacts in %s", version, len(track_ids), n_train, out)
+    return RnnModel(version, out, vocab_path, vectors, vectors_path, checkpoint, len(track_ids), n_train, embeddings)
 
 
 @dataclass(frozen=True)
@@ -186,7 +185,7 @@ class SongIndex:
     metric: str
 
 
-def rnn_index(model: DiscoveryModel, cfg: RnnConfig) -> SongIndex:
+def rnn_index(model: RnnModel, cfg: RnnConfig) -> SongIndex:
     """Build (once per model) the Annoy index the taste vectors are searched in.
 
     ``l2`` / ``cosine`` models search the song vectors with ``cfg.annoy_metric``; a ``softmax`` model searches

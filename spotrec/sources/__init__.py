@@ -9,7 +9,7 @@ format allows, else the original text (ingest: ``unparseable_ts``).
 
 A file in the wrong format raises :class:`~spotrec.errors.ReaderFormatError` naming the reader, the
 file and the line; an empty file or folder gives an empty frame and a warning. Everything runs as
-Spark jobs; only one small row per file block reaches the driver (see :mod:`spotrec.sources.common`).
+Spark jobs; only one small row per file block reaches the driver (see :mod:`spotrec.sources.text`).
 
 Usage::
 
@@ -25,7 +25,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 
 from spotrec.errors import ReaderFormatError
-from spotrec.sources.common import iso_utc, name_track_id, spotify_uri_id
+from spotrec.sources.frames import iso_utc, name_track_id, spotify_uri_id
 from spotrec.sources.generic import (
     GENERIC_CSV,
     GENERIC_JSONL,

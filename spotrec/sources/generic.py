@@ -19,25 +19,17 @@ from pyspark.sql import types as T
 
 from spotrec import columns as C
 from spotrec.errors import ConfigError, ReaderFormatError
-from spotrec.sources.common import (
+from spotrec.sources.frames import (
     CANONICAL_FIELDS,
-    JSON_MAP,
-    LINE,
-    LOG,
-    FileHead,
-    Layout,
-    blank_to_null,
-    check_json_heads,
     empty_events,
     format_utc,
-    header_mapped,
     iso_utc,
     name_track_id,
-    nonblank,
-    numbered_lines,
     reader_frame,
     utc_wall_clock,
 )
+from spotrec.sources.json_records import JSON_MAP, check_json_heads
+from spotrec.sources.text import LINE, LOG, FileHead, Layout, blank_to_null, header_mapped, nonblank, numbered_lines
 
 GENERIC_CSV = "generic_csv"
 GENERIC_JSONL = "generic_jsonl"

@@ -18,20 +18,8 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.errors import ReaderFormatError
-from spotrec.sources.common import (
-    LINE,
-    blank_to_null,
-    empty_events,
-    empty_frame,
-    field,
-    iso_utc,
-    name_track_id,
-    nonblank,
-    numbered_lines,
-    play_counts_frame,
-    reader_frame,
-    split_fields,
-)
+from spotrec.sources.frames import empty_events, empty_frame, iso_utc, name_track_id, play_counts_frame, reader_frame
+from spotrec.sources.text import LINE, blank_to_null, field, nonblank, numbered_lines, split_fields
 from spotrec.tables import PLAY_COUNTS
 
 LASTFM_1K = "lastfm_1k"

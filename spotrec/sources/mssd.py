@@ -30,18 +30,8 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.errors import ReaderFormatError
-from spotrec.sources.common import (
-    FileHead,
-    Layout,
-    blank_to_null,
-    empty_events,
-    empty_frame,
-    header_mapped,
-    iso_utc,
-    numbered_lines,
-    reader_frame,
-    tracks_frame,
-)
+from spotrec.sources.frames import empty_events, empty_frame, iso_utc, reader_frame, tracks_frame
+from spotrec.sources.text import FileHead, Layout, blank_to_null, header_mapped, numbered_lines
 from spotrec.tables import TRACKS
 
 MSSD = "mssd"

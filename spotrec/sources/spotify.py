@@ -2,7 +2,7 @@
 
 - ``StreamingHistory*.json`` (account data, "basic"): a JSON array of ``endTime`` (UTC,
   ``yyyy-MM-dd HH:mm``), ``artistName``, ``trackName``, ``msPlayed``. No ids, so the track id comes
-  from the names (:func:`~spotrec.sources.common.name_track_id`); podcasts are mixed in and kept (the
+  from the names (:func:`~spotrec.sources.frames.name_track_id`); podcasts are mixed in and kept (the
   newer split export names them ``podcastName`` / ``episodeName``, also understood).
 - ``Streaming_History_Audio_*.json`` (extended): per play ``ts`` (UTC), ``ms_played``, the track URI
   and names, ``reason_start``/``reason_end``, ``shuffle``, ``skipped``... and personal fields (IP
@@ -26,24 +26,18 @@ from pyspark.sql import types as T
 
 from spotrec import columns as C
 from spotrec.errors import ReaderFormatError
-from spotrec.sources.common import (
-    JSON_MAP,
-    LOG,
-    TEXT,
-    blank_to_null,
-    check_json_heads,
+from spotrec.sources.frames import (
     empty_events,
     empty_frame,
     iso_utc,
-    json_records,
-    missing_keys,
     name_track_id,
-    path_component,
     playlists_frame,
     reader_frame,
     spotify_uri_id,
     tracks_frame,
 )
+from spotrec.sources.json_records import JSON_MAP, check_json_heads, json_records, missing_keys
+from spotrec.sources.text import LOG, TEXT, blank_to_null, path_component
 from spotrec.tables import PLAYLISTS, TRACKS
 
 STREAMING_HISTORY = "spotify_streaming_history"

@@ -17,20 +17,9 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.errors import ReaderFormatError
-from spotrec.sources.common import (
-    LINE,
-    LOG,
-    blank_to_null,
-    empty_frame,
-    field,
-    nonblank,
-    numbered_lines,
-    path_component,
-    playlists_frame,
-    split_fields,
-    tracks_frame,
-)
+from spotrec.sources.frames import empty_frame, playlists_frame, tracks_frame
 from spotrec.sources.spotify import PlaylistRead
+from spotrec.sources.text import LINE, LOG, blank_to_null, field, nonblank, numbered_lines, path_component, split_fields
 from spotrec.tables import PLAYLISTS, TRACKS
 
 YES = "yes"

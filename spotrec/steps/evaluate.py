@@ -12,15 +12,15 @@ from pyspark.sql import SparkSession
 
 from spotrec import columns as C
 from spotrec.config import Config
+from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation.harness import EvalResult, evaluate, format_table, results_frame
+from spotrec.evaluation.recommender import Recommender
 from spotrec.evaluation.split import relevant_items, time_split
 from spotrec.features.interactions import build_interactions, with_indexes
-from spotrec.recommender import Recommender
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
 from spotrec.tables import MODEL_METRICS, SILVER_EVENTS, TRACK_INDEX, TRACKS, USER_INDEX
 from spotrec.weekly.als import AlsRecommender
-from spotrec.weekly.baselines import CooccurrenceRecommender, PopularityRecommender
 
 DATASET = "last-week"
 
@@ -35,7 +35,7 @@ def time_split_interactions(storage: Storage, cfg: Config, test_days: int = 7): 
     return train, relevant
 
 
-def run_discover_evaluation(
+def evaluate_weekly(
     spark: SparkSession, storage: Storage, cfg: Config, run_id: str, say: Callable[[str], None] = print
 ) -> list[EvalResult]:
     """Fit ALS and the baselines on the training weeks; score the last week; print and store the table."""
@@ -57,5 +57,5 @@ def run_discover_evaluation(
 
 def run(ctx: StepContext) -> StepResult:
     with ctx.tracked("evaluate", inputs=[SILVER_EVENTS, TRACKS], outputs=[MODEL_METRICS]) as run_id:
-        run_discover_evaluation(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
+        evaluate_weekly(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
     return ctx.result("evaluate", run_id)

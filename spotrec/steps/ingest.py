@@ -115,10 +115,10 @@ def ingest_events(
             counts.per_file.append(
                 {
                     "source_file": path,
-                    "rows_read": n,
-                    "silver_new": s,
-                    "quarantined": q,
-                    "duplicates": n - q - s,
+                    C.ROWS_READ: n,
+                    C.SILVER_NEW: s,
+                    C.QUARANTINED: q,
+                    C.DUPLICATES: n - q - s,
                 }
             )
         counts.read = read
@@ -149,7 +149,7 @@ def _merge_track_names(storage: Storage, bronze: DataFrame) -> None:
         .withColumn(C.ALBUM_ID, F.lit(None).cast("string"))
         .withColumn(C.DURATION_MS, F.lit(None).cast("long"))
     )
-    for feature in ("acousticness", "danceability", "energy", "valence", "tempo"):
+    for feature in C.AUDIO_FEATURES:
         tracks = tracks.withColumn(feature, F.lit(None).cast("double"))
     storage.merge_new(TRACKS, tracks)
 
@@ -172,10 +172,10 @@ def _log_counts(
             run_id,
             source,
             f["source_file"],
-            f["rows_read"],
-            f["silver_new"],
-            f["quarantined"],
-            f["duplicates"],
+            f[C.ROWS_READ],
+            f[C.SILVER_NEW],
+            f[C.QUARANTINED],
+            f[C.DUPLICATES],
             ingest_time,
         )
         for f in counts.per_file

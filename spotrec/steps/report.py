@@ -43,13 +43,13 @@ def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 300
         sections.append(f"<h2>Quarantine</h2><table><tr><th>reason</th><th>rows</th></tr>{rows}</table>")
     if storage.exists(MODEL_METRICS):
         metrics = storage.read(MODEL_METRICS)
-        runs = metrics.select(C.RUN_ID, "dataset", "created_at").distinct().orderBy("created_at").collect()
+        runs = metrics.select(C.RUN_ID, C.DATASET, C.CREATED_AT).distinct().orderBy(C.CREATED_AT).collect()
         by_dataset: dict[str, list[str]] = {}
         for run in runs:
-            by_dataset.setdefault(run["dataset"], []).append(run[C.RUN_ID])
+            by_dataset.setdefault(run[C.DATASET], []).append(run[C.RUN_ID])
         for dataset, run_ids in by_dataset.items():
             last = run_ids[-1]
-            latest_rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col("dataset") == dataset)).collect()
+            latest_rows = metrics.where((F.col(C.RUN_ID) == last) & (F.col(C.DATASET) == dataset)).collect()
             groups: dict[str, dict[str, float]] = {}
             for r in latest_rows:
                 if r[C.METRIC] in PLOTTED_METRICS and r[C.VALUE] is not None:
@@ -59,7 +59,7 @@ def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 300
                     f"<h2>Models vs baselines: {html.escape(dataset)}</h2>"
                     + bar_plot(f"Latest run {last}", groups, "value at k")
                 )
-            ndcg = metrics.where((F.col("dataset") == dataset) & (F.col(C.METRIC) == "ndcg")).collect()
+            ndcg = metrics.where((F.col(C.DATASET) == dataset) & (F.col(C.METRIC) == "ndcg")).collect()
             series: dict[str, list[float]] = {}
             for run_id in run_ids:
                 for r in ndcg:
@@ -77,15 +77,15 @@ def build_report(spark: SparkSession, storage: Storage, *, max_points: int = 300
     if storage.exists(TRACK_FACTORS) and storage.exists(TASTE_CLUSTERS):
         sample = (
             storage.read(TRACK_FACTORS)
-            .join(storage.read(TASTE_CLUSTERS).select(C.TRACK_ID, "cluster"), C.TRACK_ID)
+            .join(storage.read(TASTE_CLUSTERS).select(C.TRACK_ID, C.CLUSTER), C.TRACK_ID)
             .orderBy(F.xxhash64(C.TRACK_ID, F.lit(seed)))
             .limit(max_points)
             .collect()
         )
         if len(sample) >= 3:
-            vectors = np.array([r["features"] for r in sample], dtype=np.float64)
+            vectors = np.array([r[C.FEATURES] for r in sample], dtype=np.float64)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-12
-            labels = np.array([r["cluster"] for r in sample])
+            labels = np.array([r[C.CLUSTER] for r in sample])
             sections.append(
                 "<h2>Track embedding map</h2>"
                 + scatter_plot("ALS track factors (PCA), coloured by taste cluster", pca_2d(vectors), labels)

@@ -82,8 +82,8 @@ def als_vectors(storage: Storage) -> tuple[DataFrame, DataFrame, int] | None:
     """
     if not (storage.exists(USER_FACTORS) and storage.exists(TRACK_FACTORS)):
         return None
-    users = storage.read(USER_FACTORS).select(C.USER_ID, F.col("features").alias(VECTOR))
-    tracks = storage.read(TRACK_FACTORS).select(C.TRACK_ID, F.col("features").alias(VECTOR))
+    users = storage.read(USER_FACTORS).select(C.USER_ID, F.col(C.FEATURES).alias(VECTOR))
+    tracks = storage.read(TRACK_FACTORS).select(C.TRACK_ID, F.col(C.FEATURES).alias(VECTOR))
     first = tracks.select(F.size(VECTOR)).first()
     if first is None:
         return None

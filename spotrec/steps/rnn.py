@@ -24,10 +24,10 @@ from spotrec.evaluation.split import time_split
 from spotrec.features.documents import recent_tracks
 from spotrec.rnn.ann import exclusion_tokens, recommend, taste_vectors
 from spotrec.rnn.model import (
-    DiscoveryModel,
-    DiscoveryRun,
+    RnnModel,
+    RnnServing,
     default_model_version,
-    fit_discovery,
+    fit_rnn,
     rnn_index,
     rnn_queries,
     user_histories,
@@ -36,10 +36,10 @@ from spotrec.rnn.week_eval import (
     DATASET,
     POPULARITY,
     STORED_MODELS,
-    DiscoveryEvaluation,
-    _metrics_rows,
+    RnnEvaluation,
     evaluate_last_week,
     format_results,
+    metrics_rows,
 )
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
@@ -74,7 +74,7 @@ def stored_results(storage: Storage, models: Sequence[str] = STORED_MODELS) -> l
     return [by_model[m] for m in models if m in by_model]
 
 
-def run_discovery_evaluation(
+def evaluate_rnn(
     spark: SparkSession,
     storage: Storage,
     cfg: Config,
@@ -82,7 +82,7 @@ def run_discovery_evaluation(
     model_version: str | None = None,
     test_days: int = 7,
     say: Callable[[str], None] = print,
-) -> DiscoveryEvaluation:
+) -> RnnEvaluation:
     """Fit on the training weeks, score on the test week, store the figures and report the table.
 
     Returns:
@@ -98,7 +98,7 @@ def run_discovery_evaluation(
     tracks = storage.read(TRACKS) if storage.exists(TRACKS) else None
     evaluation = evaluate_last_week(spark, train, test, playlists, tracks, cfg, out, version)
     results, n_users = evaluation.results, evaluation.users
-    frames = [_metrics_rows(spark, r, run_id, version if r.model != POPULARITY else None, next_k) for r in results]
+    frames = [metrics_rows(spark, r, run_id, version if r.model != POPULARITY else None, next_k) for r in results]
     storage.append(MODEL_METRICS, reduce(DataFrame.unionByName, frames))
     stored = stored_results(storage)
     say(
@@ -112,20 +112,20 @@ def run_discovery_evaluation(
     return evaluation
 
 
-def run_discovery(
+def serve_rnn(
     spark: SparkSession,
     storage: Storage,
     cfg: RnnConfig,
     artifacts_dir: str,
     model_version: str | None = None,
-    model: DiscoveryModel | None = None,
-) -> DiscoveryRun:
+    model: RnnModel | None = None,
+) -> RnnServing:
     """Train song vectors and the taste RNN, then write taste vectors and recommendations for every user.
 
     Args:
         spark: the session (used for Parquet I/O of the training batches).
         storage: where silver inputs are read and gold outputs written.
-        cfg: the discovery configuration.
+        cfg: the rnn configuration.
         artifacts_dir: root folder for model files.
         model_version: names this run's rows and files (default: :func:`default_model_version`); ignored with
             ``model``.
@@ -142,7 +142,7 @@ def run_discovery(
         version = model_version or default_model_version(cfg)
         out = os.path.join(artifacts_dir, "rnn", version)
         playlists = storage.read(PLAYLISTS) if cfg.use_playlists and storage.exists(PLAYLISTS) else None
-        model = fit_discovery(spark, events, playlists, cfg, out, version)
+        model = fit_rnn(spark, events, playlists, cfg, out, version)
     version, out = model.model_version, model.artifacts
     storage.replace_where(TRACK_EMBEDDINGS, model.embeddings, f"{METHOD} = '{cfg.method}'")
     vocab = model.vocabulary(spark)
@@ -168,8 +168,8 @@ def run_discovery(
         json.dump(
             {"model_version": version, "config": cfg.model_dump(), "train_windows": model.train_windows}, fh, indent=2
         )
-    log.info("discovery %s served: recommendations in %s", version, RNN_RECOMMENDATIONS.full_name)
-    return DiscoveryRun(
+    log.info("rnn %s served: recommendations in %s", version, RNN_RECOMMENDATIONS.full_name)
+    return RnnServing(
         version, out, model.vocabulary_size, model.train_windows, model.checkpoint, index.path, model.vectors_path
     )
 
@@ -177,9 +177,9 @@ def run_discovery(
 def run(ctx: StepContext) -> StepResult:
     with ctx.tracked("rnn", inputs=[SILVER_EVENTS, PLAYLISTS], outputs=[*RNN_TABLES, MODEL_METRICS]) as run_id:
         # Fit on the training weeks and score the test week beside ALS; serve that same model (or refit).
-        evaluated = run_discovery_evaluation(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
+        evaluated = evaluate_rnn(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
         dcfg = ctx.cfg.rnn
-        served = run_discovery(
+        served = serve_rnn(
             ctx.spark,
             ctx.storage,
             dcfg,

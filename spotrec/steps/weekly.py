@@ -71,7 +71,7 @@ def save_discover_weekly(storage: Storage, playlists: DataFrame, week: str | dat
     storage.replace_where(DISCOVER_WEEKLY, playlists, week_condition(week))
 
 
-def run_discover(
+def run_weekly(
     spark: SparkSession,
     storage: Storage,
     cfg: Config,
@@ -83,7 +83,7 @@ def run_discover(
     Args:
         spark: the session (reads go through ``storage``, which holds the same session).
         storage: where the tables live.
-        cfg: ``als`` and ``discover`` sections are used; ``storage.checkpoint_dir`` cuts ALS lineage.
+        cfg: the ``weekly`` section is used; ``storage.checkpoint_dir`` cuts ALS lineage.
         run_id: recorded by the caller in ops.runs; returned in the summary.
         week: ISO date of the playlist week; only that week of gold.discover_weekly is replaced.
 
@@ -208,7 +208,7 @@ def run(ctx: StepContext) -> StepResult:
             )
             ctx.say(f"[weekly] training the final model with {best}")
         week = ctx.option("week") or playlist_week(ctx.storage)
-        summary = run_discover(ctx.spark, ctx.storage, cfg, run_id, week)
+        summary = run_weekly(ctx.spark, ctx.storage, cfg, run_id, week)
         ctx.say(f"[weekly] model {summary['model_version']}, Discover Weekly for week {summary['week']}")
         for table, rows in summary["rows"].items():
             ctx.say(f"[weekly]   {table}: {rows:,} rows")

@@ -14,6 +14,7 @@ response model, the injected faults), the pipeline can be checked end to end: in
 deliberately bad rows, ALS / word2vec must recover the taste groups, and the RL user model can be compared
 with the real listener (sim-to-real).
 
-Modules: :mod:`~spotrec.synth.world` (``generate_world``), :mod:`~spotrec.synth.response`
-(``ResponseModel``), :mod:`~spotrec.synth.truth` (``load_ground_truth``).
+Modules: :mod:`~spotrec.synth.world` (``generate_world``), :mod:`~spotrec.synth.catalogue` (artists,
+albums, tracks), :mod:`~spotrec.synth.listeners` (profiles, playlists, sessions, faults),
+:mod:`~spotrec.synth.response` (``ResponseModel``), :mod:`~spotrec.synth.truth` (``load_ground_truth``).
 """

@@ -337,8 +337,8 @@ def trials_frame(spark: SparkSession, trials: Sequence[Trial], *, run_id: str, d
         spark.createDataFrame(rows, schema)
         .withColumn(C.RUN_ID, F.lit(run_id))
         .withColumn(C.MODEL, F.lit("als"))
-        .withColumn("dataset", F.lit(dataset))
-        .withColumn("created_at", now)
+        .withColumn(C.DATASET, F.lit(dataset))
+        .withColumn(C.CREATED_AT, now)
     )
     return conform(df, MODEL_METRICS)
 

@@ -93,10 +93,10 @@ def similar_tracks(track_factors: DataFrame, n: int, *, block_size: int = 1024) 
         gold.similar_tracks columns: track_id, rank, similar_track_id, score, model_version.
     """
     ids = track_factors.select(C.TRACK_IDX, C.TRACK_ID, C.MODEL_VERSION)
-    other = ids.select(F.col(C.TRACK_IDX).alias("similar_track_idx"), F.col(C.TRACK_ID).alias("similar_track_id"))
+    other = ids.select(F.col(C.TRACK_IDX).alias("similar_track_idx"), F.col(C.TRACK_ID).alias(C.SIMILAR_TRACK_ID))
     return (
-        top_n_similar(track_factors.select(C.TRACK_IDX, "features"), n, block_size)
+        top_n_similar(track_factors.select(C.TRACK_IDX, C.FEATURES), n, block_size)
         .join(ids, C.TRACK_IDX)
         .join(other, "similar_track_idx")
-        .select(C.TRACK_ID, C.RANK, "similar_track_id", C.SCORE, C.MODEL_VERSION)
+        .select(C.TRACK_ID, C.RANK, C.SIMILAR_TRACK_ID, C.SCORE, C.MODEL_VERSION)
     )

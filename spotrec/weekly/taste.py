@@ -19,16 +19,16 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 
-CLUSTER = "cluster"
-SHARE = "share"
+CLUSTER = C.CLUSTER
+SHARE = C.SHARE
 DISTANCE = "distance"
 
 
 def normalised_features(track_factors: DataFrame) -> DataFrame:
     """``track_factors`` with ``features`` scaled to unit L2 norm (zero vectors stay zero)."""
-    norm = F.sqrt(F.aggregate(F.col("features"), F.lit(0.0), lambda acc, x: acc + x.cast("double") * x))
+    norm = F.sqrt(F.aggregate(F.col(C.FEATURES), F.lit(0.0), lambda acc, x: acc + x.cast("double") * x))
     safe = F.when(norm > 0, norm).otherwise(F.lit(1.0))
-    return track_factors.withColumn("features", F.transform(F.col("features"), lambda x: x.cast("double") / safe))
+    return track_factors.withColumn(C.FEATURES, F.transform(F.col(C.FEATURES), lambda x: x.cast("double") / safe))
 
 
 def taste_clusters(track_factors: DataFrame, k: int, *, seed: int, max_iter: int = 30) -> DataFrame:
@@ -44,8 +44,8 @@ def taste_clusters(track_factors: DataFrame, k: int, *, seed: int, max_iter: int
         gold.taste_clusters columns: track_id, cluster, distance (Euclidean, normalised vector to its
         centre), model_version.
     """
-    points = normalised_features(track_factors.select(C.TRACK_ID, "features", C.MODEL_VERSION)).withColumn(
-        "_vec", array_to_vector(F.col("features"))
+    points = normalised_features(track_factors.select(C.TRACK_ID, C.FEATURES, C.MODEL_VERSION)).withColumn(
+        "_vec", array_to_vector(F.col(C.FEATURES))
     )
     # A fixed layout (hash partitions by track, sorted within) makes k-means|| sample the same rows every run.
     points = points.repartition(C.TRACK_ID).sortWithinPartitions(C.TRACK_ID).cache()
@@ -56,7 +56,7 @@ def taste_clusters(track_factors: DataFrame, k: int, *, seed: int, max_iter: int
         centres = [[float(x) for x in c] for c in model.clusterCenters()]
         centre_col = F.array(*[F.array(*[F.lit(x) for x in c]) for c in centres])
         centre = F.element_at(centre_col, F.col(CLUSTER) + 1)
-        sq = F.zip_with(F.col("features"), centre, lambda a, b: (a - b) * (a - b))
+        sq = F.zip_with(F.col(C.FEATURES), centre, lambda a, b: (a - b) * (a - b))
         distance = F.sqrt(F.aggregate(sq, F.lit(0.0), lambda acc, x: acc + x))
         return model.transform(points).select(
             C.TRACK_ID,

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 
-FEATURES = "features"
+FEATURES = C.FEATURES
 """Factor vector column (array<float>) of the factor frames."""
 _EXCLUDE = "_exclude"
 

@@ -1,7 +1,9 @@
-"""Baselines every Discover Weekly model must beat: global popularity and item-item co-occurrence.
+"""Baselines every model must beat: global popularity and item-item co-occurrence.
 
-Both implement :class:`spotrec.recommender.Recommender` and run entirely as Spark joins and windows, so they
-are evaluated by the same harness, on the same split, as ALS.
+Both implement :class:`spotrec.evaluation.recommender.InteractionRecommender` and run entirely as Spark joins
+and windows, so they are evaluated by the same harness, on the same split, as ALS and the RNN methods. They
+live here, not in a model package, because every system compares against them (``weekly`` and ``rnn`` do not
+import each other).
 
 - :class:`PopularityRecommender`: the tracks played by the most distinct training users, minus what the user
   has heard. The non-personalised floor.
