@@ -112,6 +112,16 @@ def _ground_truth(cfg: Config) -> TrueResponse | None:
         return None
 
 
+def training_curve(history: list[dict[str, float]], max_points: int = 100) -> list[tuple[int, float]]:
+    """The agent's episodic return as at most ``max_points`` (last episode of a block, block mean) pairs,
+    so ``ops.model_metrics`` stays small however long training runs (the report's RL training curve)."""
+    returns = np.array([h["charts/episodic_return"] for h in history], dtype=float)
+    if not len(returns):
+        return []
+    blocks = np.array_split(np.arange(len(returns)), min(max_points, len(returns)))
+    return [(int(b[-1]) + 1, float(returns[b].mean())) for b in blocks]
+
+
 @dataclass
 class PlaylistRunResult:
     user_model_version: str
@@ -233,16 +243,6 @@ def run_playlists(
     if truth is not None:
         worlds["true_world"] = truth
     evaluation = compare_policies(policies, worlds, eval_sessions, rl, layout)
-    for rec in evaluation.to_dict("records"):
-        log.info(
-            "eval/%s/%s/%s = %.4f [%.4f, %.4f]",
-            rec["world"],
-            rec["policy"],
-            rec["metric"],
-            rec["mean"],
-            rec["ci_low"],
-            rec["ci_high"],
-        )
     eval_rows: list[tuple[object, ...]] = [
         (
             run_id,
@@ -256,6 +256,10 @@ def run_playlists(
         )
         for r in evaluation.to_dict("records")
         for stat in ("mean", "ci_low", "ci_high")
+    ]
+    eval_rows += [
+        (run_id, "rl_policy:ah_dqn", agent.version, "training", "episodic_return", episode, value, created)
+        for episode, value in training_curve(agent.history)
     ]
     storage.append(MODEL_METRICS, spark.createDataFrame(eval_rows, MODEL_METRICS.schema))
 
