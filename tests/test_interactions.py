@@ -1,12 +1,15 @@
 """Each interaction weight's effect, on hand-computed 3-row examples."""
 
 import datetime as dt
+import random
 
 import pytest
 from chispa import assert_approx_df_equality, assert_df_equality
+from pyspark.sql import functions as F
 
 from spotrec.config import MatrixConfig
 from spotrec.features.interactions import build_interactions, extend_index, interactions_from_counts
+from spotrec.features.ordinal import global_row_number, global_running_sum
 
 AS_OF = dt.datetime(2026, 3, 1)
 EVENTS_DDL = (
@@ -156,3 +159,30 @@ def test_index_is_stable_and_extends_after_the_maximum(spark):
     )
     expected = spark.createDataFrame([("a", 0), ("b", 1), ("0", 2), ("c", 3)], "user_id string, user_idx int")
     assert_df_equality(second, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_index_numbering_equals_a_global_sort_for_any_partitioning(spark):
+    """Range partitions + per-partition offsets give row_number() over (order by id) exactly, in any input order."""
+    ids = [f"u{i:03d}" for i in range(57)]
+    expected = [(u, n) for n, u in enumerate(sorted(ids))]
+    for seed, parts in ((1, 1), (2, 5), (3, 16)):
+        shuffled = random.Random(seed).sample(ids, len(ids))
+        frame = spark.createDataFrame([(u,) for u in shuffled], "user_id string").repartition(parts)
+        got = extend_index(None, frame, "user_id", "user_idx")
+        assert sorted(tuple(r) for r in got.collect()) == sorted(expected)
+
+
+def test_global_row_number_and_running_sum_match_the_windows(spark):
+    rows = [("a", 3, 2), ("b", 1, 5), ("c", 3, 1), ("d", 2, 0), ("e", 1, 4)]
+    df = spark.createDataFrame(rows, "k string, v int, w int").repartition(3)
+    numbered = global_row_number(df, [F.desc("v"), "k"], "n", start=10, partitions=4)
+    assert sorted((r.k, r.n) for r in numbered.collect()) == [("a", 10), ("b", 13), ("c", 11), ("d", 12), ("e", 14)]
+    summed = global_running_sum(df, ["v", "k"], "w", "before", total="all", partitions=4)
+    # order: b(1,5) e(1,4) d(2,0) a(3,2) c(3,1)
+    assert sorted((r.k, r.before, r.all) for r in summed.collect()) == [
+        ("a", 9, 12),
+        ("b", 0, 12),
+        ("c", 11, 12),
+        ("d", 9, 12),
+        ("e", 5, 12),
+    ]

@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.evaluation.split import require_columns
+from spotrec.features.ordinal import global_row_number
 
 _NEIGHBOUR = "neighbour_id"
 
@@ -89,9 +90,8 @@ class PopularityRecommender:
 
     def _ranked(self, limit: int) -> DataFrame:
         top = self.popularity.orderBy(F.desc(C.SCORE), F.asc(C.TRACK_ID)).limit(limit)
-        # A window without partition is fine here: ``top`` holds at most ``limit`` rows.
-        order = Window.orderBy(F.desc(C.SCORE), F.asc(C.TRACK_ID))
-        return top.withColumn("_pop_rank", F.row_number().over(order))
+        # 1-based ranks by a range-partitioned sort: no single-partition window (see features.ordinal).
+        return global_row_number(top, [F.desc(C.SCORE), F.asc(C.TRACK_ID)], "_pop_rank", start=1)
 
     def recommend(self, users: DataFrame, n: int, exclude: DataFrame | None = None) -> DataFrame:
         """Top ``n`` popular tracks per user in ``users``, never one of that user's ``exclude`` tracks.

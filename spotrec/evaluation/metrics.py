@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 
 from spotrec import columns as C
 from spotrec.evaluation.split import require_columns
+from spotrec.features.ordinal import global_running_sum
 from spotrec.tables import MODEL_METRICS
 
 PRECISION = "precision"
@@ -274,8 +275,8 @@ def item_popularity(interactions: DataFrame) -> DataFrame:
 
     The percentile is ``percent_rank`` over ``n_users`` (tracks strictly less popular / (tracks - 1); 0 for
     the least popular, 1 for the most; 0 for a one-track catalogue). It is computed on the histogram of user
-    counts (a few thousand distinct values at most) so no window ever holds the whole catalogue in one
-    partition.
+    counts (a few thousand distinct values at most), with a range-partitioned running sum
+    (:func:`~spotrec.features.ordinal.global_running_sum`), so no window runs in a single partition.
 
     Args:
         interactions: Training rows with ``user_id`` and ``track_id``.
@@ -287,18 +288,13 @@ def item_popularity(interactions: DataFrame) -> DataFrame:
     pairs = interactions.select(C.USER_ID, C.TRACK_ID).distinct()
     total_users = pairs.agg(F.countDistinct(C.USER_ID).alias("_total"))
     counts = pairs.groupBy(C.TRACK_ID).agg(F.count(F.lit(1)).alias(N_USERS))
-    less = Window.orderBy(N_USERS).rowsBetween(Window.unboundedPreceding, -1)
-    histogram = (
-        counts.groupBy(N_USERS)
-        .agg(F.count(F.lit(1)).alias("_tracks"))
-        .withColumn("_less", F.coalesce(F.sum("_tracks").over(less), F.lit(0)))
-        .withColumn("_all", F.sum("_tracks").over(Window.partitionBy()))
-        .select(
-            N_USERS,
-            F.when(F.col("_all") > 1, F.col("_less") / (F.col("_all") - 1))
-            .otherwise(F.lit(0.0))
-            .alias(POPULARITY_PERCENTILE),
-        )
+    histogram = global_running_sum(
+        counts.groupBy(N_USERS).agg(F.count(F.lit(1)).alias("_tracks")), [N_USERS], "_tracks", "_less", total="_all"
+    ).select(
+        N_USERS,
+        F.when(F.col("_all") > 1, F.col("_less") / (F.col("_all") - 1))
+        .otherwise(F.lit(0.0))
+        .alias(POPULARITY_PERCENTILE),
     )
     return (
         counts.join(F.broadcast(histogram), [N_USERS])

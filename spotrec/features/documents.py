@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
@@ -29,6 +29,7 @@ from spotrec.columns import (
     TRACKS,
     WINDOW_END,
 )
+from spotrec.features.ordinal import global_row_number
 
 
 def _ordered_tracks(*order_by: str) -> F.Column:
@@ -110,11 +111,9 @@ def build_vocabulary(documents: DataFrame, top_n: int, min_count: int = 1) -> Da
         .orderBy(F.col(COUNT).desc(), F.col(C.TRACK_ID))
         .limit(top_n)
     )
-    # At most top_n rows reach this single-partition window: the vocabulary is small by construction.
-    order = Window.orderBy(F.col(COUNT).desc(), F.col(C.TRACK_ID))
-    return counts.select(
-        C.TRACK_ID, (F.row_number().over(order) - 1).cast("int").alias(TOKEN), F.col(COUNT).cast("long")
-    )
+    # Tokens by a range-partitioned sort with per-partition offsets: no single-partition window.
+    numbered = global_row_number(counts, [F.col(COUNT).desc(), F.col(C.TRACK_ID)], "_token")
+    return numbered.select(C.TRACK_ID, F.col("_token").cast("int").alias(TOKEN), F.col(COUNT).cast("long"))
 
 
 def encode_documents(documents: DataFrame, vocabulary: DataFrame, keys: list[str], min_length: int = 1) -> DataFrame:

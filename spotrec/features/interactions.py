@@ -21,11 +21,11 @@ import datetime as dt
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
 
 from spotrec import columns as C
 from spotrec.config import MatrixConfig
 from spotrec.errors import SchemaMismatchError
+from spotrec.features.ordinal import global_row_number
 
 REQUIRED_EVENT_COLUMNS = (C.USER_ID, C.TRACK_ID, C.TS, C.MS_PLAYED, C.TRACK_DURATION_MS, C.SKIPPED, C.SAVED)
 
@@ -126,7 +126,9 @@ def extend_index(existing: DataFrame | None, ids: DataFrame, id_col: str, idx_co
     """Existing (id, idx) rows plus new ids numbered after the current maximum, in id order.
 
     Ids never change number between runs, so factors and recommendations stay comparable across model
-    versions, and the numbering does not depend on partitioning.
+    versions, and the numbering does not depend on partitioning or input order. The new ids are numbered
+    by a range-partitioned sort with per-partition offsets (:func:`global_row_number`), never in a single
+    partition: the numbers equal ``row_number() over (order by id)`` exactly.
     """
     distinct = ids.select(id_col).where(F.col(id_col).isNotNull()).distinct()
     if existing is None:
@@ -136,7 +138,9 @@ def extend_index(existing: DataFrame | None, ids: DataFrame, id_col: str, idx_co
         row = existing.agg(F.max(idx_col)).first()
         start = int(row[0]) + 1 if row is not None and row[0] is not None else 0
         new = distinct.join(existing.select(id_col), id_col, "left_anti")
-    numbered = new.withColumn(idx_col, (F.row_number().over(Window.orderBy(id_col)) - 1 + start).cast("int"))
+    numbered = global_row_number(new, [id_col], "_idx", start=start).select(
+        id_col, F.col("_idx").cast("int").alias(idx_col)
+    )
     if existing is None:
         return numbered
     return existing.select(id_col, idx_col).unionByName(numbered)

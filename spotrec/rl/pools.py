@@ -28,6 +28,7 @@ from pyspark.sql.window import Window
 from spotrec import columns as C
 from spotrec.columns import CANDIDATE_FEATURES, CANDIDATE_IDS, CANDIDATE_POPULARITY, CANDIDATE_SCORES, SESSION
 from spotrec.config import RlConfig
+from spotrec.features.ordinal import global_row_number
 from spotrec.rl.agent import load_policy
 from spotrec.rl.env import SessionSpec, TrueResponse
 from spotrec.rl.features import (
@@ -76,9 +77,8 @@ def candidate_pools(
     """
     keys = F.explode(F.array(*[F.lit(k) for k in session_keys])).alias(SESSION)
     per_session = users.select(C.USER_ID).distinct().select(C.USER_ID, keys)
-    indexed = catalogue.select(
-        C.TRACK_ID, TRACK_FEATURES, "popularity", (F.row_number().over(Window.orderBy(C.TRACK_ID)) - 1).alias("_idx")
-    )
+    # Track numbers 0.. in id order by a range-partitioned sort (no single-partition window).
+    indexed = global_row_number(catalogue.select(C.TRACK_ID, TRACK_FEATURES, "popularity"), [C.TRACK_ID], "_idx")
     n_tracks = catalogue.agg(F.count(F.lit(1)).alias("_n"))
     draws = (
         per_session.select("*", F.explode(F.sequence(F.lit(0), F.lit(2 * cfg.pool_size - 1))).alias("_draw"))
@@ -217,6 +217,17 @@ def true_probabilities(truth: TrueResponse, test: pd.DataFrame) -> np.ndarray | 
     return np.stack([p.p_complete, p.p_skip, p.p_listen], axis=1)
 
 
-def collect_sessions(pools: DataFrame, context: DataFrame) -> list[SessionSpec]:
-    rows: pd.DataFrame = pools.join(context, C.USER_ID).orderBy(C.USER_ID, SESSION).toPandas()
+def collect_sessions(pools: DataFrame, context: DataFrame, max_sessions: int | None = None) -> list[SessionSpec]:
+    """The (user, session) pools as simulator sessions on the driver, in (user, session) order.
+
+    Only bounded samples come here: the rl step passes pools for ``rl.training_users`` users x 4 training
+    keys and for about ``rl.eval_sessions`` evaluation sessions (``ceil(eval_sessions / per_user)`` users x
+    ``per_user`` keys), whatever the number of users; playlists for every user are generated on executors
+    by :func:`generate_playlists`. ``max_sessions`` caps the collection (a distributed top-k, not a sort of
+    everything) when the caller wants a hard bound.
+    """
+    ordered = pools.join(context, C.USER_ID).orderBy(C.USER_ID, SESSION)
+    if max_sessions is not None:
+        ordered = ordered.limit(max_sessions)
+    rows: pd.DataFrame = ordered.toPandas()
     return [session_spec(r) for r in rows.to_dict("records")]
