@@ -44,6 +44,7 @@ ROWS_READ = "rows_read"
 SILVER_NEW = "silver_new"
 QUARANTINED = "quarantined"
 DUPLICATES = "duplicates"
+EXCLUDED = "excluded"
 
 # Playlists (silver.playlists)
 PLAYLIST_ID = "playlist_id"

@@ -221,6 +221,9 @@ class IngestConfig(_Section):
     """Timestamps later than now + this are quarantined as future."""
     source_timezone: YamlStr = "UTC"
     """Timezone of naive timestamps in the raw files (Spotify exports are UTC)."""
+    content: Literal["music", "all"] = "music"
+    """``music``: podcast episodes and audiobook chapters stay in bronze, are counted as excluded in the
+    ingest summary and ``ops.ingest_log``, and never reach silver; ``all`` keeps them as items."""
 
 
 class MatrixConfig(_Section):

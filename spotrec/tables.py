@@ -244,11 +244,15 @@ INGEST_LOG = TableSpec(
         (C.SILVER_NEW, L, False),
         (C.QUARANTINED, L, False),
         (C.DUPLICATES, L, False),
+        (C.EXCLUDED, L, False),
         (C.INGEST_TIME, TS, False),
     ),
     keys=(C.INGEST_RUN_ID, C.SOURCE_FILE),
     produced_by="ingest",
-    description="Per ingest run and file: rows read and where each went (silver, quarantine, duplicate).",
+    description=(
+        "Per ingest run and file: rows read and where each went (silver, quarantine, duplicate, or excluded "
+        "by ingest.content: podcast / audiobook rows kept in bronze only)."
+    ),
 )
 
 RUNS = TableSpec(

@@ -158,6 +158,26 @@ def validate_events(
     return clean, quarantine
 
 
+PODCAST = "podcast"
+AUDIOBOOK = "audiobook"
+CONTENT_KINDS: dict[str, str] = {
+    "episode:": PODCAST,
+    "show:": PODCAST,
+    "chapter:": AUDIOBOOK,
+    "audiobook:": AUDIOBOOK,
+}
+"""Track-id prefixes of content that is not music (readers keep a Spotify URI's kind as prefix, see
+:func:`spotrec.sources.frames.spotify_uri_id`) and what the ingest summary calls it."""
+
+
+def content_kind(track_id: Column) -> Column:
+    """``podcast`` / ``audiobook`` for non-music items (by track-id prefix), null for music."""
+    out = F.lit(None).cast("string")
+    for prefix, kind in reversed(CONTENT_KINDS.items()):
+        out = F.when(F.trim(track_id).startswith(prefix), F.lit(kind)).otherwise(out)
+    return out
+
+
 def dedupe_events(clean: DataFrame) -> DataFrame:
     """One row per event_id: the first by (source_file, record_no), so the choice is deterministic."""
     from pyspark.sql.window import Window

@@ -2,8 +2,9 @@
 
 - ``StreamingHistory*.json`` (account data, "basic"): a JSON array of ``endTime`` (UTC,
   ``yyyy-MM-dd HH:mm``), ``artistName``, ``trackName``, ``msPlayed``. No ids, so the track id comes
-  from the names (:func:`~spotrec.sources.frames.name_track_id`); podcasts are mixed in and kept (the
-  newer split export names them ``podcastName`` / ``episodeName``, also understood).
+  from the names (:func:`~spotrec.sources.frames.name_track_id`); podcasts are mixed in (the newer split
+  export names them ``podcastName`` / ``episodeName``: those rows get ``episode:`` ids, which ingest's
+  content policy keeps out of silver).
 - ``Streaming_History_Audio_*.json`` (extended): per play ``ts`` (UTC), ``ms_played``, the track URI
   and names, ``reason_start``/``reason_end``, ``shuffle``, ``skipped``... and personal fields (IP
   address, country, device, user agent, account name). Only :data:`EXTENDED_ALLOWED_FIELDS` are read;
@@ -124,6 +125,12 @@ def read_streaming_history(spark: SparkSession, path: str, *, user_id: str | Non
     g = F.col("_m").getItem
     artist = F.coalesce(g("artistName"), g("podcastName"))
     track = F.coalesce(g("trackName"), g("episodeName"))
+    # The split export names podcast plays podcastName / episodeName: mark them as episodes (ingest's
+    # content policy keeps them out of silver unless ingest.content is "all").
+    is_episode = g("episodeName").isNotNull() | g("podcastName").isNotNull()
+    track_id = F.when(is_episode, F.concat(F.lit("episode:"), name_track_id(artist, track))).otherwise(
+        name_track_id(artist, track)
+    )
     return reader_frame(
         df,
         source=STREAMING_HISTORY,
@@ -131,7 +138,7 @@ def read_streaming_history(spark: SparkSession, path: str, *, user_id: str | Non
         ok=F.col("_m").isNotNull(),
         fields={
             C.USER_ID: _user(user_id),
-            C.TRACK_ID: name_track_id(artist, track),
+            C.TRACK_ID: track_id,
             C.TRACK_NAME: track,
             C.ARTIST_NAME: artist,
             C.TS: iso_utc(g("endTime")),
@@ -183,7 +190,14 @@ def read_extended_history(
         src.heads,
         missing_keys(
             ["ts", "ms_played"],
-            any_of=["spotify_track_uri", "master_metadata_track_name", "spotify_episode_uri", "episode_name"],
+            any_of=[
+                "spotify_track_uri",
+                "master_metadata_track_name",
+                "spotify_episode_uri",
+                "episode_name",
+                "audiobook_uri",
+                "audiobook_chapter_uri",
+            ],
         ),
     )
     if not src.heads:
@@ -201,9 +215,15 @@ def read_extended_history(
         ok=ok,
         fields={
             C.USER_ID: _user(user_id),
-            C.TRACK_ID: spotify_uri_id(F.coalesce(g("spotify_track_uri"), g("spotify_episode_uri"))),
-            C.TRACK_NAME: F.coalesce(g("master_metadata_track_name"), g("episode_name")),
-            C.ARTIST_NAME: F.coalesce(g("master_metadata_album_artist_name"), g("episode_show_name")),
+            C.TRACK_ID: spotify_uri_id(
+                F.coalesce(
+                    g("spotify_track_uri"), g("spotify_episode_uri"), g("audiobook_chapter_uri"), g("audiobook_uri")
+                )
+            ),
+            C.TRACK_NAME: F.coalesce(g("master_metadata_track_name"), g("episode_name"), g("audiobook_chapter_title")),
+            C.ARTIST_NAME: F.coalesce(
+                g("master_metadata_album_artist_name"), g("episode_show_name"), g("audiobook_title")
+            ),
             C.ALBUM_NAME: g("master_metadata_album_album_name"),
             C.TS: iso_utc(g("ts")),
             C.MS_PLAYED: g("ms_played"),

@@ -27,9 +27,16 @@ HEADER_LINES = 2
 _INTS = re.compile(r"^\s*\d+(\s+\d+)*\s*$")
 
 
-def _playlist_files(path: str) -> str:
-    """A folder means its ``train.txt`` and ``test.txt``; a file or glob is used as given."""
-    return os.path.join(path, "{train,test}.txt") if os.path.isdir(path) else path
+def _playlist_files(path: str) -> str | list[str]:
+    """A folder means those of its ``train.txt`` and ``test.txt`` that exist; a file or glob is used as given.
+
+    Listing them (rather than globbing ``{train,test}.txt``) keeps Spark from logging a Java
+    FileNotFoundException for a folder without ``test.txt``.
+    """
+    if not os.path.isdir(path):
+        return path
+    present = [os.path.join(path, n) for n in ("train.txt", "test.txt") if os.path.isfile(os.path.join(path, n))]
+    return present or os.path.join(path, "train.txt")
 
 
 def _song_hash_path(path: str) -> str:

@@ -1,15 +1,20 @@
 """``spotrec ingest``: read raw files, append them to bronze, validate and MERGE them into silver.
 
-Every input row lands in exactly one of: silver (new event), quarantine (with a reason), or "duplicate"
-(its event_id is already in silver or appears earlier in the same batch). The three counts are returned,
-printed and logged to ``ops.ingest_log``. All writes are insert-only MERGEs on the table keys, so running
-ingest twice on the same files writes no new table version.
+Every input row lands in exactly one of: silver (new event), quarantine (with a reason), "duplicate"
+(its event_id is already in silver or appears earlier in the same batch), or "excluded" (a podcast or
+audiobook row under ``ingest.content: music``: it stays in bronze only). The four counts are returned,
+printed and logged to ``ops.ingest_log``. Given a folder or a zip, each reader takes the files its
+format names and the summary lists those it skipped (:mod:`spotrec.sources.files`). All writes are
+insert-only MERGEs on the table keys, so running ingest twice on the same files writes no new table
+version.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,7 +25,8 @@ from pyspark.sql import functions as F
 from spotrec import columns as C
 from spotrec.config import Config, SourceSpec
 from spotrec.errors import SpotrecError
-from spotrec.ingest.validate import dedupe_events, validate_events
+from spotrec.ingest.validate import content_kind, dedupe_events, validate_events
+from spotrec.sources.files import Inputs, select_inputs
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
 from spotrec.tables import (
@@ -40,18 +46,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestCounts:
-    """Where the rows of one ingest run went; ``read == silver_new + quarantined + duplicates``."""
+    """Where the rows of one ingest run went; ``read == silver_new + quarantined + duplicates + excluded``."""
 
     read: int = 0
     silver_new: int = 0
     quarantined: int = 0
     duplicates: int = 0
+    excluded: int = 0
+    excluded_by_kind: dict[str, int] = field(default_factory=dict)
     per_file: list[dict[str, object]] = field(default_factory=list)
 
+    def add(self, other: IngestCounts) -> None:
+        """Add another source's counts to these."""
+        self.read += other.read
+        self.silver_new += other.silver_new
+        self.quarantined += other.quarantined
+        self.duplicates += other.duplicates
+        self.excluded += other.excluded
+        for kind, n in other.excluded_by_kind.items():
+            self.excluded_by_kind[kind] = self.excluded_by_kind.get(kind, 0) + n
+        self.per_file.extend(other.per_file)
+
     def __str__(self) -> str:
+        kinds = ", ".join(f"excluded: {k} {n:,}" for k, n in sorted(self.excluded_by_kind.items()))
         return (
             f"read {self.read:,} rows: {self.silver_new:,} new in silver, {self.quarantined:,} quarantined, "
-            f"{self.duplicates:,} duplicates of kept events"
+            f"{self.duplicates:,} duplicates of kept events, {self.excluded:,} excluded"
+            + (f" ({kinds})" if kinds else "")
         )
 
 
@@ -83,8 +104,18 @@ def ingest_events(
             max_ms_played=cfg.ingest.max_ms_played,
             source_timezone=cfg.ingest.source_timezone,
         )
+        clean = clean.withColumn("_kind", content_kind(F.col(C.TRACK_ID)))
+        if cfg.ingest.content == "all":
+            clean = clean.withColumn("_kind", F.lit(None).cast("string"))
         clean = clean.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(clean)
+        excluded_rows = clean.where(F.col("_kind").isNotNull()).groupBy(C.SOURCE_FILE, "_kind").count().collect()
+        per_file_x: dict[str, int] = {}
+        by_kind: dict[str, int] = {}
+        for r in excluded_rows:
+            per_file_x[r[0]] = per_file_x.get(r[0], 0) + r[2]
+            by_kind[r[1]] = by_kind.get(r[1], 0) + r[2]
+        music = clean.where(F.col("_kind").isNull()).drop("_kind")
         per_file_read = {r[0]: r[1] for r in bronze.groupBy(C.SOURCE_FILE).count().collect()}
         read = sum(per_file_read.values())
         if read == 0:
@@ -95,7 +126,7 @@ def ingest_events(
         if per_file_q:
             storage.merge_new(QUARANTINE, quarantine)
 
-        deduped = dedupe_events(clean)
+        deduped = dedupe_events(music)
         if storage.exists(SILVER_EVENTS):
             existing = storage.read(SILVER_EVENTS).select(C.EVENT_ID, C.EVENT_DATE)
             new = deduped.join(existing, [C.EVENT_ID, C.EVENT_DATE], "left_anti")
@@ -106,25 +137,29 @@ def ingest_events(
         per_file_new = {r[0]: r[1] for r in new.groupBy(C.SOURCE_FILE).count().collect()}
         if per_file_new:
             storage.merge_new(SILVER_EVENTS, new)
-        _merge_track_names(storage, bronze)
+        _merge_track_names(storage, bronze if cfg.ingest.content == "all" else _music_only(bronze))
 
         counts = IngestCounts()
         for path, n in sorted(per_file_read.items()):
             q = per_file_q.get(path, 0)
             s = per_file_new.get(path, 0)
+            x = per_file_x.get(path, 0)
             counts.per_file.append(
                 {
                     "source_file": path,
                     C.ROWS_READ: n,
                     C.SILVER_NEW: s,
                     C.QUARANTINED: q,
-                    C.DUPLICATES: n - q - s,
+                    C.DUPLICATES: n - q - s - x,
+                    C.EXCLUDED: x,
                 }
             )
         counts.read = read
         counts.quarantined = sum(per_file_q.values())
         counts.silver_new = sum(per_file_new.values())
-        counts.duplicates = read - counts.quarantined - counts.silver_new
+        counts.excluded = sum(per_file_x.values())
+        counts.excluded_by_kind = by_kind
+        counts.duplicates = read - counts.quarantined - counts.silver_new - counts.excluded
         source = bronze.select(C.SOURCE).first()
         _log_counts(spark, storage, run_id, str(source[0]) if source else "", counts, ingest_time)
         return counts
@@ -132,6 +167,11 @@ def ingest_events(
         # Also on the empty-input return and on errors, so a long-lived session does not keep the caches.
         for df in cached:
             df.unpersist()
+
+
+def _music_only(events: DataFrame) -> DataFrame:
+    """Rows whose track id is music (not a podcast episode or audiobook chapter)."""
+    return events.where(content_kind(F.col(C.TRACK_ID)).isNull())
 
 
 def _merge_track_names(storage: Storage, bronze: DataFrame) -> None:
@@ -176,6 +216,7 @@ def _log_counts(
             f[C.SILVER_NEW],
             f[C.QUARANTINED],
             f[C.DUPLICATES],
+            f[C.EXCLUDED],
             ingest_time,
         )
         for f in counts.per_file
@@ -215,32 +256,33 @@ def run_ingest(
     total = IngestCounts()
     for src in specs:
         log.info("ingesting %s %s from %s", src.kind, src.format, src.path)
+        inputs = _inputs(cfg, src)
+        if inputs.skipped:
+            say(f"[ingest] {src.format} {src.path}: {inputs.summary()}")
         if src.kind == "events":
             counts = ingest_events(
                 spark,
                 storage,
                 cfg,
-                readers.read_events(spark, src.format, src.path, **src.options),
+                readers.read_events(spark, src.format, inputs.paths, **src.options),  # type: ignore[arg-type]
                 run_id,
                 now=now,
             )
             say(f"[ingest] {src.format} {src.path}: {counts}")
-            total.read += counts.read
-            total.silver_new += counts.silver_new
-            total.quarantined += counts.quarantined
-            total.duplicates += counts.duplicates
-            total.per_file.extend(counts.per_file)
+            total.add(counts)
         elif src.kind in ("tracks", "playlists", "play_counts"):
             spec = {"tracks": TRACKS, "playlists": PLAYLISTS, "play_counts": PLAY_COUNTS}[src.kind]
             if src.format == "canonical_parquet":
                 df = spark.read.parquet(src.path)
             elif src.kind == "playlists":
-                read = readers.read_playlists(spark, src.format, src.path, **src.options)
-                n_tracks = ingest_table_rows(storage, TRACKS, read.tracks, src.source or src.format)
+                read = readers.read_playlists(spark, src.format, inputs.paths, **src.options)  # type: ignore[arg-type]
+                tracks, df = read.tracks, read.playlists
+                if cfg.ingest.content == "music":
+                    tracks, df = _music_only(tracks), _music_only(df)
+                n_tracks = ingest_table_rows(storage, TRACKS, tracks, src.source or src.format)
                 say(f"[ingest] playlist tracks {src.format} {src.path}: {n_tracks:,} rows merged into silver.tracks")
-                df = read.playlists
             elif src.kind == "play_counts":
-                df = readers.read_play_counts(spark, src.format, src.path, **src.options)
+                df = readers.read_play_counts(spark, src.format, inputs.paths, **src.options)  # type: ignore[arg-type]
             else:
                 df = readers.read_track_features(spark, src.format, src.path, **src.options)
             n = ingest_table_rows(storage, spec, df, src.source or src.format)
@@ -249,6 +291,20 @@ def run_ingest(
             raise ValueError(f"unknown source kind {src.kind!r}; use events, tracks, playlists or play_counts")
     say(f"[ingest] total: {total}")
     return total
+
+
+def _inputs(cfg: Config, src: SourceSpec) -> Inputs:
+    """The files the source's reader takes (folders and zips as users have them; see sources.files).
+
+    A zip is unpacked under ``storage.artifacts_dir/ingest`` when that is a local folder, else under the
+    driver's temp folder (a zip is only ever read from a local path).
+    """
+    if src.format == "canonical_parquet":
+        return Inputs(src.path)
+    work = f"{cfg.storage.artifacts_dir}/ingest"
+    if "://" in work or work.startswith("dbfs:"):
+        work = os.path.join(tempfile.gettempdir(), "spotrec-ingest")
+    return select_inputs(src.format, src.path, work_dir=work)
 
 
 OUTPUTS = [BRONZE_EVENTS, SILVER_EVENTS, QUARANTINE, TRACKS, PLAYLISTS, PLAY_COUNTS, INGEST_LOG]

@@ -1,0 +1,160 @@
+"""Real data as people have it: export folders and zips, podcasts in a history, CSV dialects, play
+counts and playlists from plain files. Every file here is written by the test in its real shape."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from spotrec import columns as C
+from spotrec.config import SourceSpec
+from spotrec.errors import ReaderFormatError
+from spotrec.sources.files import select_inputs
+from spotrec.steps.ingest import run_ingest
+from spotrec.storage import Storage
+from spotrec.tables import BRONZE_EVENTS, INGEST_LOG, SILVER_EVENTS, TRACKS
+
+
+def _extended(ts: str, **kw: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "ts": ts,
+        "username": "someone",
+        "platform": "android",
+        "ms_played": 200000,
+        "conn_country": "DE",
+        "ip_addr": "192.0.2.10",
+        "master_metadata_track_name": "Song",
+        "master_metadata_album_artist_name": "Artist",
+        "master_metadata_album_album_name": "Album",
+        "spotify_track_uri": "spotify:track:T1",
+        "episode_name": None,
+        "episode_show_name": None,
+        "spotify_episode_uri": None,
+        "reason_start": "trackdone",
+        "reason_end": "trackdone",
+        "shuffle": False,
+        "skipped": False,
+        "offline": False,
+        "offline_timestamp": None,
+        "incognito_mode": False,
+    }
+    row.update(kw)
+    return row
+
+
+PLAYS = [
+    _extended("2023-05-01T10:00:00Z"),
+    _extended("2023-05-01T10:04:00Z", spotify_track_uri="spotify:track:T2", master_metadata_track_name="Other"),
+    _extended(
+        "2023-05-01T11:00:00Z",
+        spotify_track_uri=None,
+        master_metadata_track_name=None,
+        master_metadata_album_artist_name=None,
+        master_metadata_album_album_name=None,
+        episode_name="Episode 12",
+        episode_show_name="A Show",
+        spotify_episode_uri="spotify:episode:E12",
+    ),
+]
+
+
+def _extended_folder(folder: Path) -> Path:
+    """A folder as Spotify ships the extended history: audio JSON, video JSON and a PDF read-me."""
+    folder.mkdir(parents=True)
+    (folder / "Streaming_History_Audio_2023.json").write_text(json.dumps(PLAYS, indent=1))
+    (folder / "Streaming_History_Video_2023.json").write_text(json.dumps([_extended("2023-05-02T10:00:00Z")]))
+    (folder / "ReadMeFirst_ExtendedStreamingHistory.pdf").write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n")
+    return folder
+
+
+def _lines(say_into: list[str]):
+    return say_into.append
+
+
+def test_extended_folder_takes_audio_and_says_what_it_skipped(spark, storage: Storage, config, tmp_path):
+    folder = _extended_folder(tmp_path / "Spotify Extended Streaming History")
+    said: list[str] = []
+    src = [SourceSpec(kind="events", format="spotify_extended", path=str(folder), options={"user_id": "me"})]
+
+    counts = run_ingest(spark, storage, config, "r1", src, say=said.append)
+
+    skipped = next(line for line in said if "skipped" in line)
+    assert "skipped 2 file(s)" in skipped
+    assert "ReadMeFirst_ExtendedStreamingHistory.pdf (Spotify's read-me document)" in skipped
+    assert "Streaming_History_Video_2023.json (video history, not music)" in skipped
+    assert (counts.read, counts.silver_new, counts.quarantined, counts.duplicates, counts.excluded) == (3, 2, 0, 0, 1)
+    assert "1 excluded (excluded: podcast 1)" in said[-1]
+    silver = {r[C.TRACK_ID] for r in storage.read(SILVER_EVENTS).collect()}
+    assert silver == {"T1", "T2"}
+    assert storage.read(BRONZE_EVENTS).count() == 3  # the episode stays in bronze
+    assert "episode:E12" not in {r[C.TRACK_ID] for r in storage.read(TRACKS).collect()}
+    logged = storage.read(INGEST_LOG).collect()
+    assert [(r[C.ROWS_READ], r[C.SILVER_NEW], r[C.QUARANTINED], r[C.DUPLICATES], r[C.EXCLUDED]) for r in logged] == [
+        (3, 2, 0, 0, 1)
+    ]
+
+    again = run_ingest(spark, storage, config, "r2", src, say=said.append)
+    assert (again.read, again.silver_new, again.quarantined, again.duplicates, again.excluded) == (3, 0, 0, 2, 1)
+    assert again.read == again.silver_new + again.quarantined + again.duplicates + again.excluded
+
+
+def test_content_all_keeps_podcasts_as_items(spark, storage: Storage, config, tmp_path):
+    folder = _extended_folder(tmp_path / "export")
+    config.ingest.content = "all"
+    src = [SourceSpec(kind="events", format="spotify_extended", path=str(folder), options={"user_id": "me"})]
+    counts = run_ingest(spark, storage, config, "r1", src, say=lambda _line: None)
+    assert (counts.silver_new, counts.excluded) == (3, 0)
+    assert "episode:E12" in {r[C.TRACK_ID] for r in storage.read(SILVER_EVENTS).collect()}
+
+
+def test_spotify_zip_with_nested_folders_is_read_without_unpacking_by_hand(spark, storage: Storage, config, tmp_path):
+    archive = tmp_path / "my_spotify_data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("Spotify Extended Streaming History/Streaming_History_Audio_2023.json", json.dumps(PLAYS))
+        zf.writestr("Spotify Extended Streaming History/ReadMeFirst_ExtendedStreamingHistory.pdf", b"%PDF-1.4\n")
+        zf.writestr("Spotify Account Data/StreamingHistory_music_0.json", json.dumps([]))
+    said: list[str] = []
+    src = [SourceSpec(kind="events", format="spotify_extended", path=str(archive), options={"user_id": "me"})]
+    counts = run_ingest(spark, storage, config, "r1", src, say=said.append)
+    assert (counts.read, counts.silver_new, counts.excluded) == (3, 2, 1)
+    assert any("skipped 2 file(s)" in line for line in said)
+    # unpacked once, under the artifacts folder, into a folder named by the zip's content
+    unpacked = list((Path(config.storage.artifacts_dir) / "ingest" / "unzipped").iterdir())
+    assert len(unpacked) == 1
+    again = run_ingest(spark, storage, config, "r2", src, say=said.append)
+    assert (again.silver_new, again.duplicates) == (0, 2)
+    assert len(list((Path(config.storage.artifacts_dir) / "ingest" / "unzipped").iterdir())) == 1
+
+
+def test_basic_export_zip_takes_history_and_playlists_by_name(tmp_path):
+    archive = tmp_path / "my_spotify_data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in ("StreamingHistory_music_0.json", "StreamingHistory_podcast_0.json", "Playlist1.json"):
+            zf.writestr(f"MyData/{name}", "[]")
+        zf.writestr("MyData/Userdata.json", "{}")
+    history = select_inputs("spotify_streaming_history", str(archive), work_dir=str(tmp_path / "w"))
+    assert [Path(p).name for p in history.paths] == ["StreamingHistory_music_0.json"]
+    assert ("MyData/StreamingHistory_podcast_0.json", "podcast history, not music") in history.skipped
+    lists = select_inputs("spotify_playlist", str(archive), work_dir=str(tmp_path / "w"))
+    assert [Path(p).name for p in lists.paths] == ["Playlist1.json"]
+
+
+def test_folder_without_a_file_of_the_format_says_what_it_holds(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "ReadMeFirst.pdf").write_bytes(b"%PDF-1.4")
+    with pytest.raises(ReaderFormatError, match=r"it holds ReadMeFirst\.pdf"):
+        select_inputs("spotify_extended", str(tmp_path / "d"), work_dir=str(tmp_path / "w"))
+
+
+def test_basic_export_marks_split_podcast_rows_as_episodes(spark, storage: Storage, config, tmp_path):
+    folder = tmp_path / "MyData"
+    folder.mkdir()
+    rows = [
+        {"endTime": "2023-05-01 10:00", "artistName": "A", "trackName": "S", "msPlayed": 200000},
+        {"endTime": "2023-05-01 11:00", "podcastName": "Show", "episodeName": "Ep 1", "msPlayed": 900000},
+    ]
+    (folder / "StreamingHistory_music_0.json").write_text(json.dumps(rows))
+    src = [SourceSpec(kind="events", format="spotify_streaming_history", path=str(folder))]
+    counts = run_ingest(spark, storage, config, "r1", src, say=lambda _line: None)
+    assert (counts.read, counts.silver_new, counts.excluded, counts.excluded_by_kind) == (2, 1, 1, {"podcast": 1})
