@@ -385,6 +385,9 @@ class RnnConfig(_Section):
     """TorchDistributor processes (local mode, CPU) when ``use_distributor`` is set."""
 
     # -- retrieval ------------------------------------------------------------------------------
+    ann_backend: Literal["annoy", "voyager"] = "annoy"
+    """Nearest-neighbour index: ``annoy`` (random-projection trees) or ``voyager`` (Spotify's HNSW successor
+    to Annoy; metrics ``angular`` and ``dot`` only). Compared at equal recall in ``benchmarks/ann_bench.py``."""
     annoy_metric: Literal["angular", "euclidean", "dot", "manhattan", "hamming"] = "angular"
     """Annoy metric: ``angular`` (cosine), ``euclidean``, ``dot``, ``manhattan`` or ``hamming``."""
     n_trees: int = 50
@@ -564,6 +567,22 @@ class LoggingConfig(_Section):
     message, run_id, step: for cluster log collectors)."""
 
 
+class TrackingConfig(_Section):
+    """MLflow tracking (see ``spotrec.tracking``): each step is an MLflow run with its config section as
+    params, its ``ops.model_metrics`` rows as metrics and its model files (and the report) as artifacts."""
+
+    enabled: bool = True
+    """Track runs in MLflow. Off: only ``ops.runs`` / ``ops.model_metrics`` record them."""
+    uri: YamlStr | None = None
+    """Tracking URI. Default: ``databricks`` on Databricks, else a SQLite store
+    ``sqlite:///<storage.root>/_mlflow/mlflow.db`` with artifacts under ``<storage.root>/_mlflow/artifacts``."""
+    experiment: YamlStr = "spotrec"
+    """Experiment name (on Databricks a workspace path such as ``/Users/me/spotrec``)."""
+    max_factor_rows: int = Field(default=2_000_000, ge=0)
+    """The ALS pyfunc model is logged only when users + tracks are at most this many (its factors are
+    collected to the driver); above it the step logs a line saying so."""
+
+
 # -- the whole configuration ---------------------------------------------------------------------------
 
 
@@ -636,6 +655,8 @@ class Config(_Section):
     """RL playlists (formerly ``playlists``)."""
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     """Driver log records."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """MLflow runs and models."""
 
     @model_validator(mode="before")
     @classmethod

@@ -6,13 +6,17 @@ import datetime as dt
 import math
 
 import numpy as np
+import pytest
 from annoy import AnnoyIndex
 from chispa import assert_approx_df_equality
 from pyspark.sql import functions as F
 
 from spotrec.features.documents import recent_tracks
 from spotrec.rnn.ann import (
+    VoyagerSearcher,
     build_annoy_index,
+    build_index,
+    build_voyager_index,
     exact_neighbours,
     exclusion_tokens,
     query_index,
@@ -113,6 +117,44 @@ def test_ship_file_names_follow_content(spark, tmp_path) -> None:
     (b / "y").mkdir()
     (b / "y" / "x.bin").write_bytes(b"one")
     assert ship_file(spark, str(b / "y" / "x.bin")) == name_a  # same contents from another folder: accepted
+
+
+@pytest.mark.parametrize("metric", ["angular", "dot"])
+def test_voyager_returns_the_exact_neighbours_on_a_planted_set(tmp_path, metric) -> None:
+    # Four planted directions, ten noisy members each, with norms 1-3 (so dot and angular rank differently).
+    rng = np.random.default_rng(0)
+    centres = np.eye(4, 8, dtype=np.float32) * 3
+    vectors = np.vstack([c + rng.normal(scale=0.3, size=(10, 8)) for c in centres]).astype(np.float32)
+    vectors *= rng.uniform(1, 3, size=(40, 1)).astype(np.float32)
+    path = build_voyager_index(vectors, str(tmp_path / f"planted-{metric}.voy"), metric, seed=1)
+    index = VoyagerSearcher(path)
+    truth = exact_neighbours(vectors, vectors, k=5, metric=metric)
+    for i in range(40):
+        items, distances = index.get_nns_by_vector(vectors[i].tolist(), 5, search_k=100)
+        assert items == truth[i].tolist()
+        assert all(it // 10 == i // 10 for it in items[:3])  # the top hits are the query's planted group
+        assert distances == sorted(distances)
+    items, _ = query_index(index, vectors[0], k=3, search_k=100, exclude={int(truth[0, 0])})
+    assert items == truth[0, 1:4].tolist()  # the excluded best hit is skipped, the list still has three
+
+
+def test_voyager_distances_and_backend_choice(tmp_path) -> None:
+    path = build_index(SONGS, str(tmp_path / "songs.ann"), "angular", n_trees=5, backend="voyager")
+    assert path.endswith("songs.voy")
+    items, distances = VoyagerSearcher(path).get_nns_by_vector([1.0, 0.0], 3)
+    assert items == [0, 1, 2]
+    np.testing.assert_allclose(distances, [0.0, 1 - math.cos(math.pi / 4), 1.0], atol=1e-5)  # 1 - cosine
+    with pytest.raises(ValueError, match="voyager supports"):
+        build_index(SONGS, str(tmp_path / "e.ann"), "euclidean", n_trees=5, backend="voyager")
+
+
+def test_recommend_serves_a_voyager_index_on_executors(spark, tmp_path) -> None:
+    vocab = spark.createDataFrame([(f"t{i}", i) for i in range(5)], "track_id string, token int")
+    path = build_voyager_index(SONGS, str(tmp_path / "songs.voy"), "angular")
+    tastes = spark.createDataFrame([("u1", [1.0, 0.0]), ("u2", [-1.0, 0.0])], "user_id string, vector array<float>")
+    recs = recommend(tastes, None, vocab, path, 2, "angular", top_k=2, search_k=10, model_version="v1")
+    got = sorted((r.user_id, r.rank, r.track_id) for r in recs.collect())
+    assert got == [("u1", 1, "t0"), ("u1", 2, "t1"), ("u2", 1, "t4"), ("u2", 2, "t3")]
 
 
 def _silver_events(spark, plays):

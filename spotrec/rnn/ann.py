@@ -1,4 +1,4 @@
-"""Annoy retrieval and executor-side inference: taste vectors and nearest-song recommendations.
+"""Annoy / Voyager retrieval and executor-side inference: taste vectors and nearest-song recommendations.
 
 The Annoy index, the song-vector matrix and the RNN checkpoint are files. They are shipped to executors with
 ``SparkContext.addFile`` and opened there with ``SparkFiles.get`` once per partition (``mapInPandas`` gets an
@@ -45,6 +45,79 @@ def build_annoy_index(vectors: np.ndarray, path: str, metric: str = "angular", n
     return path
 
 
+VOYAGER_METRICS = ("angular", "dot")
+"""Annoy metric names that Voyager serves: ``angular`` is its ``Cosine`` space, ``dot`` its ``InnerProduct``."""
+
+
+def build_voyager_index(
+    vectors: np.ndarray, path: str, metric: str = "angular", m: int = 16, ef_construction: int = 200, seed: int = 0
+) -> str:
+    """Build and save a Voyager (HNSW) index whose item ``i`` is row ``i`` (the token) of ``vectors``.
+
+    Voyager is Spotify's successor to Annoy: a graph index (hierarchical navigable small worlds) with a
+    per-query search budget ``ef``. Its distances are ``1 - cosine`` (angular) and ``1 - dot`` (dot).
+    """
+    from voyager import Index, Space
+
+    if metric not in VOYAGER_METRICS:
+        raise ValueError(f"voyager supports the metrics {VOYAGER_METRICS}, not {metric!r}")
+    space = Space.Cosine if metric == "angular" else Space.InnerProduct
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = Index(space, num_dimensions=int(vectors.shape[1]), M=m, ef_construction=ef_construction, random_seed=seed)
+    index.add_items(vectors, ids=np.arange(len(vectors)), num_threads=1)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    index.save(path)
+    return path
+
+
+def build_index(
+    vectors: np.ndarray, path: str, metric: str, n_trees: int, seed: int = 0, backend: str = "annoy"
+) -> str:
+    """The configured backend's index (``rnn.ann_backend``); a Voyager index gets the suffix ``.voy``."""
+    if backend == "voyager":
+        return build_voyager_index(vectors, os.path.splitext(path)[0] + ".voy", metric, seed=seed)
+    if backend != "annoy":
+        raise ValueError(f"unknown ann backend {backend!r}: annoy or voyager")
+    return build_annoy_index(vectors, path, metric, n_trees, seed)
+
+
+class VoyagerSearcher:
+    """A loaded Voyager index with Annoy's query interface (``get_nns_by_vector``), so :func:`query_index`
+    and :func:`recommend` serve either backend; ``search_k`` is Voyager's query ``ef`` (at least ``n``)."""
+
+    def __init__(self, path: str) -> None:
+        from voyager import Index
+
+        self.index = Index.load(path)
+
+    def get_n_items(self) -> int:
+        return len(self.index)
+
+    def get_n_trees(self) -> int:
+        return 1
+
+    def get_nns_by_vector(
+        self, vector: list[float], n: int, search_k: int = -1, include_distances: bool = True
+    ) -> tuple[list[int], list[float]]:
+        n = min(n, len(self.index))
+        if n == 0:
+            return [], []
+        ids, distances = self.index.query(np.asarray(vector, dtype=np.float32), k=n, query_ef=max(search_k, n))
+        return [int(i) for i in ids], [float(d) for d in distances]
+
+    def unload(self) -> None:
+        del self.index
+
+
+def open_index(path: str, dimension: int, metric: str) -> AnnoyIndex | VoyagerSearcher:
+    """Load a saved index of either backend (Voyager when the file ends in ``.voy``)."""
+    if path.endswith(".voy"):
+        return VoyagerSearcher(path)
+    index = AnnoyIndex(dimension, metric)  # type: ignore[arg-type]
+    index.load(path)  # memory-mapped
+    return index
+
+
 def ship_file(spark: SparkSession, path: str) -> str:
     """Send ``path`` to every executor; return the name to pass to ``SparkFiles.get`` there.
 
@@ -63,8 +136,15 @@ def ship_file(spark: SparkSession, path: str) -> str:
     if not os.path.exists(staged):
         shutil.copyfile(path, staged + ".tmp")
         os.replace(staged + ".tmp", staged)
-    spark.sparkContext.addFile(staged)
+    key = (spark.sparkContext.applicationId, staged)
+    if key not in _SHIPPED:  # Spark warns "has been added already" on a second addFile of one path
+        spark.sparkContext.addFile(staged)
+        _SHIPPED.add(key)
     return name
+
+
+_SHIPPED: set[tuple[str, str]] = set()
+"""(application id, staged path) already sent with ``addFile``: each file is shipped once per application."""
 
 
 def taste_vectors(histories: DataFrame, checkpoint_pt: str, vectors_npy: str, model_version: str) -> DataFrame:
@@ -122,7 +202,7 @@ def exclusion_tokens(recent: DataFrame, vocabulary: DataFrame) -> DataFrame:
 
 
 def query_index(
-    index: AnnoyIndex, vector: np.ndarray, k: int, search_k: int, exclude: set[int]
+    index: AnnoyIndex | VoyagerSearcher, vector: np.ndarray, k: int, search_k: int, exclude: set[int]
 ) -> tuple[list[int], list[float]]:
     """The ``k`` nearest items to ``vector`` that are not in ``exclude`` (asks for more when some are).
 
@@ -159,7 +239,7 @@ def recommend(
         exclusions: user_id, tokens (array<int>) never to recommend to that user (see :func:`exclusion_tokens`),
             or ``None``.
         vocabulary: track_id, token (maps Annoy items back to track ids).
-        index_path: the saved Annoy index (item = token).
+        index_path: the saved index (item = token): Annoy, or Voyager when it ends in ``.voy``.
         vector_size: dimension the index was built with.
         metric: the index's metric.
         top_k: recommendations per user.
@@ -176,11 +256,9 @@ def recommend(
         joined = tastes.select(C.USER_ID, VECTOR).join(exclusions.select(C.USER_ID, TOKENS), C.USER_ID, "left")
 
     def query(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        # Imported here: cloudpickle cannot ship the C extension's class object by value.
-        from annoy import AnnoyIndex
+        from spotrec.rnn.ann import open_index  # by reference: cloudpickle cannot ship the C extensions
 
-        index = AnnoyIndex(vector_size, metric)  # type: ignore[arg-type]
-        index.load(SparkFiles.get(name))  # once per partition; memory-mapped
+        index = open_index(SparkFiles.get(name), vector_size, metric)  # once per partition
         for pdf in batches:
             users, ranks, tokens, distances = [], [], [], []
             for user, vec, excl in zip(pdf[C.USER_ID], pdf[VECTOR], pdf[TOKENS]):

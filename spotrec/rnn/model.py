@@ -42,7 +42,7 @@ from spotrec.features.documents import (
     validation_split,
     write_parquet,
 )
-from spotrec.rnn.ann import build_annoy_index
+from spotrec.rnn.ann import build_index
 from spotrec.rnn.cbow import train_cbow
 from spotrec.rnn.taste_rnn import load_checkpoint, retrieval_space
 from spotrec.rnn.training import run_training
@@ -193,9 +193,10 @@ def rnn_index(model: RnnModel, cfg: RnnConfig) -> SongIndex:
     """
     items, metric = retrieval_space(load_checkpoint(model.checkpoint), model.vectors)
     metric = metric or cfg.annoy_metric
-    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{metric}.ann")
+    suffix = ".voy" if cfg.ann_backend == "voyager" else ".ann"
+    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{metric}{suffix}")
     if not os.path.exists(path):
-        build_annoy_index(items, path, metric, cfg.n_trees, cfg.seed)
+        build_index(items, path, metric, cfg.n_trees, cfg.seed, cfg.ann_backend)
     return SongIndex(path, items.shape[1], metric)
 
 

@@ -31,7 +31,7 @@ from spotrec import columns as C
 from spotrec.columns import DISTANCE, TOKENS, VECTOR
 from spotrec.config import RnnConfig
 from spotrec.evaluation.split import require_columns
-from spotrec.rnn.ann import build_annoy_index, exclusion_tokens, recommend, ship_file, taste_vectors
+from spotrec.rnn.ann import build_index, exclusion_tokens, recommend, ship_file, taste_vectors
 from spotrec.rnn.model import RnnModel, SongIndex, rnn_index, rnn_queries
 from spotrec.tables import float_vector
 
@@ -77,9 +77,10 @@ def history_vectors(histories: DataFrame, vectors_npy: str, how: str) -> DataFra
 
 def song_index(model: RnnModel, cfg: RnnConfig) -> SongIndex:
     """Build (once per model) the Annoy index of the song vectors with ``cfg.annoy_metric``."""
-    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{cfg.annoy_metric}.ann")
+    suffix = ".voy" if cfg.ann_backend == "voyager" else ".ann"
+    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{cfg.annoy_metric}{suffix}")
     if not os.path.exists(path):
-        build_annoy_index(model.vectors, path, cfg.annoy_metric, cfg.n_trees, cfg.seed)
+        build_index(model.vectors, path, cfg.annoy_metric, cfg.n_trees, cfg.seed, cfg.ann_backend)
     return SongIndex(path, int(model.vectors.shape[1]), cfg.annoy_metric)
 
 

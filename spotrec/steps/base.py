@@ -15,14 +15,20 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
+from spotrec import columns as C
 from spotrec.config import Config
 from spotrec.logs import log_context
 from spotrec.storage import Storage
-from spotrec.tables import RUNS, TableSpec
+from spotrec.tables import MODEL_METRICS, RUNS, TableSpec
+
+if TYPE_CHECKING:
+    from spotrec.tracking import StepTracker
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,19 @@ def tracked_run(
             log.warning("could not record run %s in ops.runs: %s", run_id, exc)
 
 
+def log_step_metrics(storage: Storage, tracker: StepTracker, run_id: str) -> int:
+    """The ``ops.model_metrics`` rows of ``run_id`` as the MLflow run's metrics (one run's rows: small)."""
+    if not storage.exists(MODEL_METRICS):
+        return 0
+    rows = (
+        storage.read(MODEL_METRICS)
+        .where(F.col(C.RUN_ID) == run_id)
+        .select(C.DATASET, C.MODEL, C.METRIC, C.K, C.VALUE)
+        .collect()
+    )
+    return tracker.log_metric_rows([tuple(r) for r in rows])
+
+
 @dataclass
 class StepResult:
     """What a step did: its ``ops.runs`` key and the lines it reported (the CLI's output)."""
@@ -118,9 +137,34 @@ class StepContext:
         self.lines.append(text)
         self.out(text)
 
-    def tracked(self, step: str, *, inputs: list[TableSpec], outputs: list[TableSpec]):  # type: ignore[no-untyped-def]
-        """The step's ``ops.runs`` row (see :func:`tracked_run`); yields the run id."""
-        return tracked_run(self.spark, self.storage, self.cfg, step, inputs=inputs, outputs=outputs)
+    tracker: StepTracker | None = None
+    """The step's MLflow run while :meth:`tracked` is open (``None`` when ``tracking.enabled`` is off)."""
+
+    @contextlib.contextmanager
+    def tracked(self, step: str, *, inputs: list[TableSpec], outputs: list[TableSpec]) -> Iterator[str]:
+        """The step's ``ops.runs`` row (see :func:`tracked_run`) and its MLflow run; yields the run id.
+
+        When the step succeeds, the ``ops.model_metrics`` rows it wrote under its run id become the MLflow
+        run's metrics (:func:`spotrec.tracking.metric_key` names them).
+        """
+        from spotrec.tracking import step_run
+
+        with (
+            tracked_run(self.spark, self.storage, self.cfg, step, inputs=inputs, outputs=outputs) as run_id,
+            step_run(self.cfg, step, run_id) as tracker,
+        ):
+            self.tracker = tracker
+            try:
+                yield run_id
+                if tracker is not None:
+                    log_step_metrics(self.storage, tracker, run_id)
+            finally:
+                self.tracker = None
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Attach a file or folder (model files, the report) to the step's MLflow run, if one is open."""
+        if self.tracker is not None:
+            self.tracker.log_artifact(path, artifact_path)
 
     def result(self, step: str, run_id: str | None = None) -> StepResult:
         return StepResult(step, run_id, list(self.lines))

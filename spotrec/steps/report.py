@@ -369,5 +369,6 @@ def plotted_values(report_html: str) -> list[dict[str, Any]]:
 def run(ctx: StepContext) -> StepResult:
     with ctx.tracked("report", inputs=[MODEL_METRICS, INGEST_LOG, RUNS], outputs=[]) as run_id:
         path = write_report(ctx.spark, ctx.storage, f"{ctx.cfg.storage.artifacts_dir}/report.html")
+        ctx.log_artifact(path)
         ctx.say(f"[report] wrote {path}")
     return ctx.result("report", run_id)

@@ -27,7 +27,7 @@ from spotrec import columns as C
 from spotrec.columns import SESSION
 from spotrec.config import Config, RlConfig
 from spotrec.rl.agent import save_policy, train_agent
-from spotrec.rl.env import LearnedResponse, PlaylistEnv, ResponseModel, TrueResponse
+from spotrec.rl.env import LearnedResponse, PlaylistEnv, ResponseModel, SessionSpec, TrueResponse
 from spotrec.rl.evaluate import compare_policies, comparison_table
 from spotrec.rl.features import (
     TRACK_FEATURES,
@@ -130,6 +130,8 @@ class PlaylistRunResult:
     evaluation: pd.DataFrame
     user_model_metrics: pd.DataFrame
     playlists_written: int
+    example_session: SessionSpec | None = None
+    """One evaluation session (the MLflow model's input example)."""
 
 
 def run_playlists(
@@ -278,6 +280,7 @@ def run_playlists(
         evaluation=evaluation,
         user_model_metrics=um_metrics,
         playlists_written=written,
+        example_session=eval_sessions[0] if eval_sessions else None,
     )
 
 
@@ -289,4 +292,12 @@ def run(ctx: StepContext) -> StepResult:
         )
         ctx.say(f"[rl] {r.user_model_version} / {r.policy_version}: {r.playlists_written:,} rows")
         ctx.say(comparison_table(r.evaluation))
+        if ctx.tracker is not None and r.example_session is not None:  # the policy as an MLflow pyfunc model
+            from spotrec.tracking import log_policy
+
+            spec = r.example_session
+            example = pd.DataFrame(
+                {"user_features": [spec.user_features.tolist()], "candidate_features": [spec.track_features.tolist()]}
+            )
+            log_policy(ctx.tracker, r.policy_path, example)
     return ctx.result("rl", run_id)

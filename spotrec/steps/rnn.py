@@ -190,4 +190,8 @@ def run(ctx: StepContext) -> StepResult:
             f"[rnn] model {served.model_version}: {served.vocabulary_size:,} songs, {served.train_windows:,} training "
             f"windows; checkpoint {served.checkpoint}; Annoy index {served.index_path}"
         )
+        if ctx.tracker is not None:  # the taste RNN as an MLflow pyfunc model (history tokens -> taste vector)
+            from spotrec.tracking import log_taste_rnn
+
+            log_taste_rnn(ctx.tracker, served.checkpoint, served.vectors_path)
     return ctx.result("rnn", run_id)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -197,6 +198,28 @@ def run_als_tuning(
     return {"rank": best.rank, "reg_param": best.reg_param, "alpha": best.alpha}
 
 
+def log_als(ctx: StepContext, model_version: str) -> None:
+    """The ALS factors as an MLflow pyfunc model ((user_id, track_id) -> score), when they fit on the driver."""
+    from spotrec.tracking import log_als_model
+
+    users, tracks = ctx.storage.read(USER_FACTORS), ctx.storage.read(TRACK_FACTORS)
+    n = users.count() + tracks.count()
+    if n == 0 or n > ctx.cfg.tracking.max_factor_rows:
+        ctx.say(f"[weekly] ALS model not logged to MLflow: {n:,} factor rows (tracking.max_factor_rows)")
+        return
+    u = users.select(C.USER_ID, C.FEATURES).collect()
+    t = tracks.select(C.TRACK_ID, C.FEATURES).collect()
+    assert ctx.tracker is not None
+    log_als_model(
+        ctx.tracker,
+        np.array([r[0] for r in u]),
+        np.array([r[1] for r in u], dtype=np.float32),
+        np.array([r[0] for r in t]),
+        np.array([r[1] for r in t], dtype=np.float32),
+        Path(ctx.cfg.storage.artifacts_dir) / "weekly" / model_version,
+    )
+
+
 def run(ctx: StepContext) -> StepResult:
     cfg = ctx.cfg
     with ctx.tracked("weekly", inputs=[INTERACTIONS, TRACKS, SILVER_EVENTS], outputs=OUTPUTS) as run_id:
@@ -210,6 +233,8 @@ def run(ctx: StepContext) -> StepResult:
         week = ctx.option("week") or playlist_week(ctx.storage)
         summary = run_weekly(ctx.spark, ctx.storage, cfg, run_id, week)
         ctx.say(f"[weekly] model {summary['model_version']}, Discover Weekly for week {summary['week']}")
+        if ctx.tracker is not None:
+            log_als(ctx, str(summary["model_version"]))
         for table, rows in summary["rows"].items():
             ctx.say(f"[weekly]   {table}: {rows:,} rows")
         truth = summary["taste_recovery"]
