@@ -158,3 +158,144 @@ def test_basic_export_marks_split_podcast_rows_as_episodes(spark, storage: Stora
     src = [SourceSpec(kind="events", format="spotify_streaming_history", path=str(folder))]
     counts = run_ingest(spark, storage, config, "r1", src, say=lambda _line: None)
     assert (counts.read, counts.silver_new, counts.excluded, counts.excluded_by_kind) == (2, 1, 1, {"podcast": 1})
+
+
+# -- CSV dialects (generic_csv through Spark's CSV parser) ---------------------------------------------
+
+MAPPING = {C.USER_ID: "user_id", C.ARTIST_NAME: "artistname", C.TRACK_NAME: "trackname", C.TS: "ts"}
+
+
+def _csv_rows(spark, path: Path, **options):
+    from spotrec.sources import read_events
+
+    df = read_events(spark, "generic_csv", str(path), mapping=MAPPING, **options)
+    return sorted((r[C.RECORD_NO], r[C.USER_ID], r[C.ARTIST_NAME], r[C.TRACK_NAME], r[C.TS]) for r in df.collect())
+
+
+TS = "2023-05-01T10:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "options"),
+    [
+        (
+            "quoted header, blanks after commas",
+            '"user_id", "artistname", "trackname", "ts"\n"u1", "Björk", "Jóga", "2023-05-01T10:00:00Z"\n',
+            {},
+        ),
+        ("BOM", "\ufeffuser_id,artistname,trackname,ts\nu1,Björk,Jóga,2023-05-01T10:00:00Z\n", {}),
+        ("semicolons", "user_id;artistname;trackname;ts\nu1;Björk;Jóga;2023-05-01T10:00:00Z\n", {}),
+        ("tabs", "user_id\tartistname\ttrackname\tts\nu1\tBjörk\tJóga\t2023-05-01T10:00:00Z\n", {}),
+        ("CRLF", "user_id,artistname,trackname,ts\r\nu1,Björk,Jóga,2023-05-01T10:00:00Z\r\n", {}),
+    ],
+)
+def test_csv_dialects(spark, tmp_path, name, content, options):
+    path = tmp_path / "plays.csv"
+    path.write_bytes(content.encode("utf-8"))
+    assert _csv_rows(spark, path, **options) == [(2, "u1", "Björk", "Jóga", TS)], name
+
+
+def test_csv_quoted_field_with_embedded_newline(spark, tmp_path):
+    path = tmp_path / "plays.csv"
+    path.write_text(
+        'user_id,artistname,trackname,ts\nu1,"Sufjan Stevens","Chicago\n(Acoustic)",2023-05-01T10:00:00Z\n'
+        'u2,"A ""quoted"" name",Song,2023-05-01T10:00:00Z\n'
+    )
+    assert _csv_rows(spark, path, multiline=True) == [
+        (2, "u1", "Sufjan Stevens", "Chicago\n(Acoustic)", TS),
+        (4, "u2", 'A "quoted" name', "Song", TS),
+    ]
+
+
+def test_csv_malformed_line_is_quarantined_with_its_line_number(spark, storage: Storage, config, tmp_path):
+    path = tmp_path / "plays.csv"
+    path.write_text(
+        "user_id,artistname,trackname,ts\n"
+        "u1,A,S1,2023-05-01T10:00:00Z\n"
+        "u1,A,S2\n"  # a field short
+        "u1,A,S3,2023-05-01T11:00:00Z\n"
+    )
+    src = [SourceSpec(kind="events", format="generic_csv", path=str(path), options={"mapping": MAPPING})]
+    counts = run_ingest(spark, storage, config, "r1", src, say=lambda _line: None)
+    assert (counts.read, counts.silver_new, counts.quarantined) == (3, 2, 1)
+    from spotrec.tables import QUARANTINE
+
+    assert [(r[C.RECORD_NO], r[C.REASON], r[C.RAW]) for r in storage.read(QUARANTINE).collect()] == [
+        (3, "malformed_record", "u1,A,S2")
+    ]
+
+
+# -- play counts and playlists from plain files -------------------------------------------------------
+
+
+def test_taste_profile_triplets_and_hetrec_counts(spark, tmp_path):
+    from spotrec.sources import read_play_counts
+
+    triplets = tmp_path / "train_triplets.txt"
+    triplets.write_text(
+        "b80344d063b5ccb3212f76538f3d9e43d87dca9e\tSOAKIMP12A8C130995\t1\n"
+        "b80344d063b5ccb3212f76538f3d9e43d87dca9e\tSOAPDEY12A81C210A9\t2\n"
+        "85c1f87fea955d09b4bec2e36aee110927aab14f\tSOAKIMP12A8C130995\t5\n"
+    )
+    got = read_play_counts(spark, "generic_play_counts", str(triplets), user_prefix="tp:").collect()
+    assert sorted((r[C.USER_ID], r[C.TRACK_ID], r[C.PLAY_COUNT]) for r in got) == [
+        ("tp:85c1f87fea955d09b4bec2e36aee110927aab14f", "SOAKIMP12A8C130995", 5),
+        ("tp:b80344d063b5ccb3212f76538f3d9e43d87dca9e", "SOAKIMP12A8C130995", 1),
+        ("tp:b80344d063b5ccb3212f76538f3d9e43d87dca9e", "SOAPDEY12A81C210A9", 2),
+    ]
+    hetrec = tmp_path / "user_artists.dat"
+    hetrec.write_bytes(b"userID\tartistID\tweight\r\n2\t51\t13883\r\n2\t52\t11690\r\n")
+    mapping = {C.USER_ID: "userID", C.TRACK_ID: "artistID", C.PLAY_COUNT: "weight"}
+    got = read_play_counts(
+        spark, "generic_play_counts", str(hetrec), mapping=mapping, user_prefix="hetrec:", item_prefix="artist:"
+    ).collect()
+    assert sorted((r[C.USER_ID], r[C.TRACK_ID], r[C.PLAY_COUNT]) for r in got) == [
+        ("hetrec:2", "artist:51", 13883),
+        ("hetrec:2", "artist:52", 11690),
+    ]
+
+
+def test_csv_playlists_with_names_and_file_order(spark, tmp_path):
+    from spotrec.sources import name_track_id, read_playlists
+
+    path = tmp_path / "playlists.csv"
+    path.write_text(
+        '"user_id", "artistname", "trackname", "playlistname"\n'
+        '"9cc0cfd4d7d7885102480dd99e7a90d6","Elvis Costello","(The Angels Wanna Wear My) Red Shoes","HARD ROCK 2010"\n'
+        '"9cc0cfd4d7d7885102480dd99e7a90d6","Lissie","All Be Okay","HARD ROCK 2010"\n'
+        '"9cc0cfd4d7d7885102480dd99e7a90d6","Elvis Costello","Alison","IOW 2012"\n'
+    )
+    mapping = {
+        C.USER_ID: "user_id",
+        C.ARTIST_NAME: "artistname",
+        C.TRACK_NAME: "trackname",
+        C.PLAYLIST_NAME: "playlistname",
+    }
+    read = read_playlists(spark, "generic_playlists", str(path), mapping=mapping)
+    rows = sorted((r[C.PLAYLIST_NAME], r[C.POSITION], r[C.TRACK_ID]) for r in read.playlists.collect())
+    from pyspark.sql import functions as F
+
+    ids = {
+        r[0]: r[1]
+        for r in spark.createDataFrame([("Lissie", "All Be Okay"), ("Elvis Costello", "Alison")], "a string, t string")
+        .select("t", name_track_id(F.col("a"), F.col("t")))
+        .collect()
+    }
+    assert [(n, p) for n, p, _ in rows] == [("HARD ROCK 2010", 0), ("HARD ROCK 2010", 1), ("IOW 2012", 0)]
+    assert rows[1][2] == ids["All Be Okay"] and rows[2][2] == ids["Alison"]
+    assert {r[C.ARTIST_NAME] for r in read.tracks.collect()} == {"Elvis Costello", "Lissie"}
+
+
+def test_jsonl_playlists_with_positions(spark, tmp_path):
+    from spotrec.sources import read_playlists
+
+    path = tmp_path / "lists.jsonl"
+    path.write_text(
+        '{"owner": "u1", "list": "p1", "pos": 1, "song": "T2"}\n{"owner": "u1", "list": "p1", "pos": 0, "song": "T1"}\n'
+    )
+    mapping = {C.USER_ID: "owner", C.PLAYLIST_ID: "list", C.POSITION: "pos", C.TRACK_ID: "song"}
+    read = read_playlists(spark, "generic_playlists", str(path), mapping=mapping)
+    assert sorted((r[C.PLAYLIST_ID], r[C.USER_ID], r[C.POSITION], r[C.TRACK_ID]) for r in read.playlists.collect()) == [
+        ("p1", "u1", 0, "T1"),
+        ("p1", "u1", 1, "T2"),
+    ]

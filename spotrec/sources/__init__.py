@@ -30,9 +30,13 @@ from spotrec.sources.generic import (
     GENERIC_CSV,
     GENERIC_JSONL,
     GENERIC_PARQUET,
+    GENERIC_PLAY_COUNTS,
+    GENERIC_PLAYLISTS,
     read_generic_csv,
     read_generic_jsonl,
     read_generic_parquet,
+    read_generic_play_counts,
+    read_generic_playlists,
 )
 from spotrec.sources.lastfm import HETREC, LASTFM_1K, read_hetrec, read_lastfm_1k
 from spotrec.sources.mssd import MSSD, MSSD_TRACK_FEATURES, read_mssd_log, read_mssd_track_features
@@ -64,10 +68,14 @@ PLAYLIST_READERS: dict[str, Callable[..., PlaylistRead]] = {
     PLAYLIST: read_spotify_playlists,
     MPD: read_mpd_playlists,
     YES: read_yes_playlists,
+    GENERIC_PLAYLISTS: read_generic_playlists,
 }
 """Playlist readers by format name: ``(spark, path, **options) -> PlaylistRead`` (playlists, tracks)."""
 
-PLAY_COUNT_READERS: dict[str, Callable[..., DataFrame]] = {HETREC: read_hetrec}
+PLAY_COUNT_READERS: dict[str, Callable[..., DataFrame]] = {
+    HETREC: read_hetrec,
+    GENERIC_PLAY_COUNTS: read_generic_play_counts,
+}
 """Pre-aggregated count readers: ``(spark, path, **options) -> DataFrame`` in PLAY_COUNTS' schema."""
 
 TRACK_FEATURE_READERS: dict[str, Callable[..., DataFrame]] = {MSSD_TRACK_FEATURES: read_mssd_track_features}
@@ -99,12 +107,15 @@ def read_events(spark: SparkSession, fmt: str, path: str, **options: Any) -> Dat
 
 
 def read_playlists(spark: SparkSession, fmt: str, path: str, **options: Any) -> PlaylistRead:
-    """Read playlists of format ``fmt`` (``spotify_playlist``, ``spotify_mpd``, ``yes``): PLAYLISTS + TRACKS rows."""
+    """Read playlists of format ``fmt`` (``spotify_playlist``, ``spotify_mpd``, ``yes``, ``generic_playlists``).
+
+    Returns PLAYLISTS + TRACKS rows.
+    """
     return _lookup(PLAYLIST_READERS, "playlist", fmt, path)(spark, path, **options)  # type: ignore[no-any-return]
 
 
 def read_play_counts(spark: SparkSession, fmt: str, path: str, **options: Any) -> DataFrame:
-    """Read pre-aggregated play counts of format ``fmt`` (``hetrec``) in PLAY_COUNTS' schema."""
+    """Read pre-aggregated play counts of format ``fmt`` (``hetrec``, ``generic_play_counts``): PLAY_COUNTS rows."""
     return _lookup(PLAY_COUNT_READERS, "play-count", fmt, path)(spark, path, **options)  # type: ignore[no-any-return]
 
 
