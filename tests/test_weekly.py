@@ -25,7 +25,7 @@ from spotrec.tables import (
     USER_FACTORS,
     USER_TASTE_PROFILE,
 )
-from spotrec.weekly.discover_weekly import discover_weekly, similar_tracks
+from spotrec.weekly.discover_weekly import discover_weekly, fill_discover_weekly, similar_tracks
 from spotrec.weekly.taste import (
     adjusted_rand_index,
     cluster_purity_vs_truth,
@@ -70,6 +70,36 @@ def test_discover_weekly_caps_artists_and_reranks(spark: SparkSession) -> None:
         DW,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_discover_weekly_refetches_for_users_short_after_the_artist_cap(spark: SparkSession) -> None:
+    # u1's 14 best unheard tracks are all by artist A, then one each by B and C; u2's are all by distinct
+    # artists. n=3: 12 candidates leave u1 with 2 (the cap), so u1 alone is fetched again, with 48.
+    ranked = [("u1", f"a{i}", i, 1.0 - i / 100) for i in range(1, 15)]
+    ranked += [("u1", "b1", 15, 0.5), ("u1", "c1", 16, 0.4)]
+    ranked += [("u2", f"x{i}", i, 1.0 - i / 100) for i in range(1, 15)]
+    all_candidates = spark.createDataFrame(ranked, "user_id string, track_id string, rank int, score double")
+    artists = [(f"a{i}", "A") for i in range(1, 15)] + [("b1", "B"), ("c1", "C")]
+    artists += [(f"x{i}", f"X{i}") for i in range(1, 15)]
+    tracks = spark.createDataFrame(artists, "track_id string, artist_id string")
+    calls: list[tuple[list[str], int]] = []
+
+    def fetch(users, k):
+        calls.append((sorted(r[0] for r in users.collect()), k))
+        return all_candidates.join(users, "user_id").where(F.col("rank") <= k)
+
+    users = spark.createDataFrame([("u1",), ("u2",)], "user_id string")
+    lists = fill_discover_weekly(fetch, users, tracks, week="2026-11-02", model_version="m", n=3, max_per_artist=2)
+    got = sorted((r["user_id"], r["rank"], r["track_id"]) for r in lists.collect())
+    assert got == [
+        ("u1", 1, "a1"),
+        ("u1", 2, "a2"),
+        ("u1", 3, "b1"),
+        ("u2", 1, "x1"),
+        ("u2", 2, "x2"),
+        ("u2", 3, "x3"),
+    ]
+    assert calls == [(["u1", "u2"], 12), (["u1"], 48)]
 
 
 def test_rerunning_a_week_replaces_that_week_only(spark: SparkSession, storage: Storage) -> None:

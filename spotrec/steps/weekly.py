@@ -37,7 +37,7 @@ from spotrec.tables import (
     USER_TASTE_PROFILE,
 )
 from spotrec.weekly.als import AlsRecommender, best_trial, trials_frame, tune
-from spotrec.weekly.discover_weekly import candidate_count, discover_weekly, parse_week, similar_tracks
+from spotrec.weekly.discover_weekly import fill_discover_weekly, parse_week, similar_tracks
 from spotrec.weekly.taste import CLUSTER, cluster_purity_vs_truth, purity_chance, taste_clusters, user_taste_profile
 
 OUTPUTS = [
@@ -109,18 +109,21 @@ def run_weekly(
     track_factors = storage.read(TRACK_FACTORS)
 
     users = interactions.select(C.USER_ID).distinct()
-    candidates = als.recommend(
-        users, candidate_count(cfg.weekly.playlist_size), exclude=interactions.select(C.USER_IDX, C.TRACK_IDX)
-    )
-    playlists = discover_weekly(
-        candidates,
+    heard = interactions.select(C.USER_IDX, C.TRACK_IDX)
+    cached: list[DataFrame] = []
+    playlists = fill_discover_weekly(
+        lambda who, k: als.recommend(who, k, exclude=heard),
+        users,
         tracks,
         week=week_date,
         model_version=version,
         n=cfg.weekly.playlist_size,
         max_per_artist=cfg.weekly.max_per_artist,
+        cache=cached,
     )
     save_discover_weekly(storage, playlists, week_date)
+    for df in cached:
+        df.unpersist()
 
     storage.overwrite(
         SIMILAR_TRACKS,

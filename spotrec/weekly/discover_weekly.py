@@ -9,7 +9,9 @@ artist cap is applied in rank order and the survivors are re-ranked 1..n.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -79,6 +81,69 @@ def discover_weekly(
             F.lit(model_version).alias(C.MODEL_VERSION),
         )
     )
+
+
+MAX_FILL_ROUNDS = 8
+"""Refetch rounds at most (candidates grow by CANDIDATE_FACTOR per round: 30 slots -> 120 -> ... 7.9M)."""
+
+
+def fill_discover_weekly(
+    fetch: Callable[[DataFrame, int], DataFrame],
+    users: DataFrame,
+    tracks: DataFrame,
+    *,
+    week: str | datetime.date,
+    model_version: str,
+    n: int = 30,
+    max_per_artist: int = 2,
+    cache: list[DataFrame] | None = None,
+) -> DataFrame:
+    """Discover Weekly lists of ``n`` for every user with enough unheard tracks across enough artists.
+
+    Args:
+        fetch: ``(users, k) -> candidates``: each user's top ``k`` unheard tracks (user_id, track_id,
+            rank, score), e.g. ``AlsRecommender.recommend`` with the heard pairs excluded.
+        users: the users (``user_id``) to make lists for.
+        tracks: silver.tracks (track_id, artist_id).
+        week: the playlists' week.
+        model_version: the model that scored the candidates.
+        n: playlist length.
+        max_per_artist: the artist cap.
+        cache: where the persisted intermediate frames are appended, for the caller to unpersist after
+            writing the result (each round's candidates are scored once).
+
+    Returns:
+        gold.discover_weekly rows. A user short of ``n`` after the cap whose candidate list was full
+        (``k`` rows: more unheard tracks exist) is fetched again with ``k * CANDIDATE_FACTOR``; only
+        such users are re-scored, and only the count of them reaches the driver each round.
+    """
+    k = candidate_count(n)
+    pending = users.select(C.USER_ID).distinct()
+    parts: list[DataFrame] = []
+    for round_no in range(MAX_FILL_ROUNDS + 1):
+        candidates = fetch(pending, k).persist(StorageLevel.MEMORY_AND_DISK)
+        lists = discover_weekly(
+            candidates, tracks, week=week, model_version=model_version, n=n, max_per_artist=max_per_artist
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        if cache is not None:
+            cache.extend([candidates, lists])
+        got = lists.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_got"))
+        fetched = candidates.groupBy(C.USER_ID).agg(F.count(F.lit(1)).alias("_fetched"))
+        short = (
+            fetched.join(got, C.USER_ID, "left")
+            .where((F.coalesce(F.col("_got"), F.lit(0)) < n) & (F.col("_fetched") >= k))
+            .select(C.USER_ID)
+        )
+        if round_no == MAX_FILL_ROUNDS or short.isEmpty():
+            parts.append(lists)
+            break
+        parts.append(lists.join(short, C.USER_ID, "left_anti"))
+        pending = short
+        k *= CANDIDATE_FACTOR
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.unionByName(part)
+    return out
 
 
 def similar_tracks(track_factors: DataFrame, n: int, *, block_size: int = 1024) -> DataFrame:
