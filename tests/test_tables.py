@@ -1,4 +1,5 @@
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -64,3 +65,31 @@ def test_conform_rejects_missing_columns(spark) -> None:
     df = spark.createDataFrame([("u1", "t1")], "user_id string, track_id string")
     with pytest.raises(SchemaMismatchError, match=r"missing column\(s\) \['play_count', 'source'\]"):
         conform(df, PLAY_COUNTS)
+
+
+def test_table_summary_counts_come_from_the_delta_log_and_equal_count(spark, storage: Storage) -> None:
+    """Row counts read from _delta_log equal count() after append, overwrite, MERGE and across a checkpoint."""
+    from spotrec.steps.tables import log_summary, summarize_tables
+
+    path = Path(storage.path(PLAY_COUNTS))
+
+    def check() -> None:
+        got = log_summary(path)
+        assert got is not None, "the local log should be readable without Spark"
+        assert got == (storage.read(PLAY_COUNTS).count(), storage.version(PLAY_COUNTS))
+
+    storage.append(PLAY_COUNTS, _counts(spark, [("u1", "t1", 3, "x"), ("u1", "t2", 1, "x")]))
+    check()
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.checkpointInterval' = '2')")
+    storage.append(PLAY_COUNTS, _counts(spark, [("u2", "t1", 5, "x")]))
+    check()
+    storage.merge_new(PLAY_COUNTS, _counts(spark, [("u1", "t1", 9, "x"), ("u3", "t3", 1, "x")]))
+    storage.upsert(PLAY_COUNTS, _counts(spark, [("u1", "t1", 4, "x"), ("u4", "t4", 1, "x")]))
+    assert any(".checkpoint." in p.name for p in (path / "_delta_log").iterdir())
+    check()
+    storage.overwrite(PLAY_COUNTS, _counts(spark, [("u9", "t9", 1, "x")]))
+    check()
+    spark.sql(f"DELETE FROM delta.`{path}` WHERE user_id = 'nobody'")  # a commit that changes nothing
+    check()
+    line = [s for s in summarize_tables(storage).splitlines() if s.startswith(PLAY_COUNTS.full_name)]
+    assert line and line[0].split()[1:3] == ["1", str(storage.version(PLAY_COUNTS))]
