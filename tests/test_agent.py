@@ -112,6 +112,55 @@ def test_agent_learns_never_to_play_the_always_skipped_track(tmp_path) -> None:
     assert greedy_action(loaded.q, obs) == greedy_action(agent.q, obs)
 
 
+# --- known answer: hold back the trap track (completed, but the listener leaves right after it) -----------
+
+
+class TrapRule:
+    """The energy > 0.8 track is always completed, then the listener always leaves; the others are always
+    listened past X and completed with chance 0.7 (expected reward 0.79 < 1), and never end the session."""
+
+    def probabilities(self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int):
+        from spotrec.rl.env import ResponseProbs
+
+        trap = session.track_features[candidates, 0] > 0.8
+        quit_after = np.repeat(trap.astype(float)[:, None], 3, axis=1)
+        return ResponseProbs(
+            p_complete=np.where(trap, 1.0, 0.7),
+            p_skip=np.zeros(len(candidates)),
+            p_listen=np.ones(len(candidates)),
+            p_quit_after=quit_after,
+        )
+
+
+def test_agent_learns_to_hold_back_the_trap_track_that_greedy_plays() -> None:
+    cfg = RlConfig(
+        pool_size=5,
+        playlist_length=4,
+        episodes=300,
+        learning_starts=64,
+        batch_size=32,
+        target_update_interval=50,
+        q_hidden=[32, 32],
+        q_lr=3e-3,
+        gamma=0.9,
+        exploration_fraction=0.6,
+        reward_quit=0.0,
+        log_every=100,
+        seed=5,
+    )
+    env = PlaylistEnv(planted_session, TrapRule(), cfg, LAYOUT)
+    agent = train_agent(env, cfg)
+    rng = np.random.default_rng(99)
+    test_sessions = [planted_session(rng) for _ in range(50)]
+    greedy = run_sessions(env, GreedyUserModelPolicy(TrapRule(), cfg), test_sessions, seed=1)
+    dqn = run_sessions(env, DQNPolicy(agent.q), test_sessions, seed=1)
+    # Greedy takes the trap's sure completion first and the session ends after one track.
+    assert greedy["session_length"].max() == 1 and greedy["session_reward"].mean() == pytest.approx(1.0)
+    # The agent plays the four others (0.79 expected each): every session runs to its full length.
+    assert dqn["session_length"].min() == cfg.playlist_length
+    assert dqn["session_reward"].mean() > 2.5
+
+
 # --- double-DQN targets against hand-computed values ---------------------------------------------
 
 

@@ -193,3 +193,69 @@ def test_true_response_wraps_the_synthetic_ground_truth() -> None:
     # batch() (test events) agrees with the per-session path.
     rows = truth.batch(["u1", "u1"], ["t1", "t0"], np.array([3, 3]), np.array([1, 1]))
     np.testing.assert_allclose(rows.p_complete, want["p_complete"])
+
+
+def test_sequential_true_response_rebuilds_the_session_state_from_the_history() -> None:
+    import pandas as pd
+
+    from spotrec.rl.env import History
+    from spotrec.rl.policies import GreedyUserModelPolicy
+    from spotrec.synth.response import ResponseModel
+    from spotrec.synth.truth import GroundTruth
+
+    users = pd.DataFrame(
+        {"user_id": ["u1"], "taste_group": [0], "taste_vector": [np.array([1.0, 0.0])], "activity": [1.0]}
+    )
+    vecs = [np.array([1.0, 0.0]), np.array([0.6, 0.8]), np.array([0.0, 1.0])]
+    tracks = pd.DataFrame(
+        {
+            "track_id": ["t0", "t1", "t2"],
+            "artist_id": ["a", "a", "b"],
+            "album_id": ["x", "x", "y"],
+            "taste_group": [0, 0, 1],
+            "taste_vector": vecs,
+            "popularity": [0.5, 0.1, 0.9],
+            "zipf_weight": [1.0, 1.0, 1.0],
+            "duration_ms": [200_000, 100_000, 150_000],
+        }
+    )
+    model = ResponseModel(coherence_weight=2.0, artist_fatigue_weight=0.4, patience_weight=1.5)
+    truth = TrueResponse(GroundTruth(users, tracks, model))
+    assert truth.sequential
+    spec = session(3)
+    # Played t0 (completed), then t2 (skipped); now ask about t1 at position 3 after one skip.
+    got = truth.probabilities(spec, np.array([1]), 3, 1, history=History((0, 2), (False, True)))
+    s = model.satisfaction_after(model.satisfaction_after(0.0, 1.0, False), 0.0, True)  # t2: affinity 0, artist b
+    want = model.probabilities(0.6, 0.1, 2, 1, 100_000.0, distance=1.0 - 0.8, artist_repeats=1, satisfaction=s)
+    np.testing.assert_allclose(got.p_skip, want["p_skip"])
+    np.testing.assert_allclose(got.p_complete, want["p_complete"])
+    # The env hands the history over: its steps match the truth asked directly with the same history.
+    env = PlaylistEnv([spec], truth, RlConfig(pool_size=3, playlist_length=3), LAYOUT)
+    env.reset(seed=0)
+    _, _, _, _, first = env.step(0)
+    if not first["quit"]:
+        assert env.state().history == History((0,), (first["outcome"] == "skip",))
+        _, _, _, _, second = env.step(1)
+        direct = truth.probabilities(
+            spec,
+            np.array([1]),
+            2,
+            int(first["outcome"] == "skip"),
+            history=History((0,), (first["outcome"] == "skip",)),
+        )
+        assert second["p_skip"] == pytest.approx(float(direct.p_skip[0]))
+    # The oracle (greedy on the truth) sees the history through the state too.
+    env.reset(seed=1)
+    action = GreedyUserModelPolicy(truth, env.cfg, name="oracle").act(env._obs(), env.state(), np.random.default_rng(0))
+    assert 0 <= action < 3
+    check_env(env, skip_render_check=True)
+
+
+def test_table_response_quit_after_ends_the_session() -> None:
+    trap = TableResponse({"t0": (1.0, 0.0, 1.0)}, default=(1.0, 0.0, 1.0), quit_after={"t0": 1.0})
+    env = PlaylistEnv([session(3)], trap, RlConfig(pool_size=3, playlist_length=3), LAYOUT)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(1)
+    assert not terminated and reward == 1.0
+    _, reward, terminated, _, info = env.step(0)
+    assert terminated and info["quit"] and reward == pytest.approx(1.0 + env.cfg.reward_quit)

@@ -316,3 +316,69 @@ def test_ground_truth_loads(frames, tmp_path: Path) -> None:
         truth.affinity(["nobody"], [truth.tracks[C.TRACK_ID][0]])
     with pytest.raises(FileNotFoundError, match="spotrec generate"):
         load_ground_truth(tmp_path / "nothing")
+
+
+# -- long-term listener (coherence, artist fatigue, patience) -----------------------------------------------
+LONG_TERM = {"coherence_weight": 2.0, "artist_fatigue_weight": 0.4, "patience_weight": 1.5}
+CONTROL_FINGERPRINT = (1137, 141, 60796)
+"""(plays, skips, total ms mod 1000003) of the 30-user tiny world, measured with the code before the
+long-term listener existed: the control world must stay exactly today's world."""
+
+
+def test_long_term_effects_off_by_default_leave_every_draw_unchanged() -> None:
+    plain = ResponseModel()
+    assert ResponseModel.for_world(GenerateConfig()) == plain and not plain.long_term
+    args = (AFFINITIES, 0.4, 3, 1, 180_000.0)
+    history = {"distance": 1.5, "artist_repeats": 2.0, "satisfaction": -0.7}
+    want, got = plain.probabilities(*args), plain.probabilities(*args, **history)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+    a = plain.sample(np.random.default_rng(3), *args)
+    b = plain.sample(np.random.default_rng(3), *args, **history)
+    for key in ("skipped", "completed", "saved", "quit", "ms_played"):
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_long_term_effects_follow_their_equations() -> None:
+    m = ResponseModel(**LONG_TERM)
+    assert m.long_term
+    sig = lambda x: 1.0 / (1.0 + math.exp(-x))  # noqa: E731
+    # Coherence: taste distance 1.5 to the previous track adds 2.0 * 1.5 to the skip log-odds.
+    p = m.probabilities(0.5, 0.2, 0, 0, distance=1.5)
+    assert p["p_skip"] == pytest.approx(sig(0.3 - 3.0 * 0.5 - 0.8 * 0.2 + 2.0 * 1.5))
+    # Fatigue: two earlier plays of the artist wear the affinity down to 0.5 - 0.8 = -0.3.
+    p = m.probabilities(0.5, 0.2, 0, 0, artist_repeats=2)
+    assert p["p_skip"] == pytest.approx(sig(0.3 - 3.0 * -0.3 - 0.8 * 0.2))
+    assert p["p_complete"] == pytest.approx((1 - p["p_skip"]) * sig(0.6 + 2.0 * -0.3))
+    # Patience: S = 1 before a track of affinity 0.5 -> S' = 0.8 + 0.2 after a play, 0.8 - 0.5 after a skip.
+    parts = m._parts(0.5, 0.2, 0, 0, None, satisfaction=1.0)
+    assert float(parts["q_after_play"]) == pytest.approx(sig(-3.6 - 1.5 * 1.0))
+    assert float(parts["q_after_skip"]) == pytest.approx(sig(-3.6 + 0.7 - 1.5 * 0.3))
+    # Sampling carries the state forward with the same update.
+    out = m.sample(np.random.default_rng(0), np.full(200, 0.5), 0.2, 0, 0, satisfaction=1.0)
+    np.testing.assert_allclose(out["satisfaction"], np.where(out["skipped"], 0.3, 1.0))
+
+
+def _world_events(**long_term: float) -> pd.DataFrame:
+    from spotrec.synth.listeners import events_frame, user_events, user_playlists, user_profile
+
+    cfg = TINY.model_copy(update={"users": 30, "bad_row_fraction": 0.0, **long_term})
+    cat, _ = build_catalogue(cfg)
+    model = ResponseModel.for_world(cfg)
+    parts = []
+    for u in range(cfg.users):
+        prof = user_profile(u, cat, cfg)
+        parts.append(user_events(prof, user_playlists(prof, cat, cfg), cat, cfg, model))
+    return events_frame(parts)
+
+
+def test_the_control_world_is_todays_world_and_long_term_sessions_differ() -> None:
+    control = _world_events()
+    explicit_off = _world_events(coherence_weight=0.0, artist_fatigue_weight=0.0, patience_weight=0.0)
+    pd.testing.assert_frame_equal(control, explicit_off)
+    # Frozen fingerprint of the default tiny world (changes only if the default listener changes).
+    assert (len(control), int(control[C.SKIPPED].sum()), int(control[C.MS_PLAYED].sum() % 1_000_003)) == (
+        CONTROL_FINGERPRINT
+    )
+    fatigued = _world_events(artist_fatigue_weight=0.6)
+    assert fatigued[C.SKIPPED].mean() > control[C.SKIPPED].mean() + 0.05

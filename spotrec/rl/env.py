@@ -70,6 +70,16 @@ class ResponseProbs:
     None: the env's consecutive-skip rule decides."""
 
 
+@dataclass(frozen=True)
+class History:
+    """The session so far, for a response model whose answers depend on it (``sequential = True``)."""
+
+    played: tuple[int, ...] = ()
+    """Pool indices of the tracks played, in order (invalid actions are not listed)."""
+    skipped: tuple[bool, ...] = ()
+    """Whether each of them was skipped."""
+
+
 class ResponseModel(Protocol):
     """How a listener responds; the learned user model and the synthetic world's truth both fit this."""
 
@@ -85,6 +95,22 @@ class ResponseModel(Protocol):
             consecutive_skips: skipped tracks in a row just before.
         """
         ...
+
+
+def respond(
+    response: ResponseModel,
+    session: SessionSpec,
+    candidates: np.ndarray,
+    position: int,
+    consecutive_skips: int,
+    history: History,
+) -> ResponseProbs:
+    """``response.probabilities``, handing it the session so far when it declares ``sequential = True``."""
+    if getattr(response, "sequential", False):
+        return response.probabilities(  # type: ignore[call-arg]
+            session, candidates, position, consecutive_skips, history=history
+        )
+    return response.probabilities(session, candidates, position, consecutive_skips)
 
 
 def context_vector(position: int, consecutive_skips: int, cfg: RlConfig) -> np.ndarray:
@@ -119,17 +145,27 @@ class TableResponse:
         self,
         table: dict[str, tuple[float, float, float]],
         default: tuple[float, float, float] = (0.5, 0.5, 0.5),
+        quit_after: dict[str, float] | None = None,
     ) -> None:
-        """``table`` maps track id to (P(complete), P(skip), P(listen > X))."""
+        """``table`` maps track id to (P(complete), P(skip), P(listen > X)).
+
+        ``quit_after`` (optional) maps track id to the chance the listener leaves right after it, whatever
+        the outcome (0 for tracks not listed); then it replaces the env's consecutive-skip rule.
+        """
         self.table = table
         self.default = default
+        self.quit_after = quit_after
 
     def probabilities(
         self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int
     ) -> ResponseProbs:
-        p = np.array([self.table.get(str(t), self.default) for t in session.track_ids[candidates]], dtype=np.float64)
-        p = p.reshape(-1, 3)
-        return ResponseProbs(p_complete=p[:, 0], p_skip=p[:, 1], p_listen=p[:, 2])
+        ids = [str(t) for t in session.track_ids[candidates]]
+        p = np.array([self.table.get(t, self.default) for t in ids], dtype=np.float64).reshape(-1, 3)
+        quit_after = None
+        if self.quit_after is not None:
+            q = np.array([self.quit_after.get(t, 0.0) for t in ids], dtype=np.float64)
+            quit_after = np.repeat(q[:, None], 3, axis=1)
+        return ResponseProbs(p_complete=p[:, 0], p_skip=p[:, 1], p_listen=p[:, 2], p_quit_after=quit_after)
 
 
 class TrueResponse:
@@ -137,15 +173,26 @@ class TrueResponse:
 
     Evaluating a policy here instead of in the learned simulator measures how well its gains transfer to
     the "real" users the events were generated from. The truth's own quit probabilities (after a skip /
-    after a play) replace the env's consecutive-skip rule.
+    after a play) replace the env's consecutive-skip rule. With the truth's long-term effects on
+    (:attr:`sequential`), the env hands it the session so far, from which it rebuilds exactly what the
+    generator tracked: the previous track's taste distance, earlier plays of each artist and the
+    satisfaction ``S``.
     """
 
     def __init__(self, truth: GroundTruth) -> None:
         self.truth = truth
         self._duration = truth.tracks.set_index(C.TRACK_ID)["duration_ms"].astype(np.float64)
+        self._artist = truth.tracks.set_index(C.TRACK_ID)[C.ARTIST_ID]
         self._pool: tuple[SessionSpec, np.ndarray, np.ndarray, np.ndarray] | None = None
         """The last session's (spec, affinity, popularity, duration) per candidate: an episode asks about the
         same pool at every step, so the id lookups run once per session instead of once per step."""
+        self._seq_pool: tuple[SessionSpec, np.ndarray, np.ndarray] | None = None
+        """The last session's (spec, taste vectors, artist codes) per candidate (sequential truth only)."""
+
+    @property
+    def sequential(self) -> bool:
+        """Whether the truth's answers depend on the session so far (any long-term effect on)."""
+        return self.truth.response_model.long_term
 
     def batch(
         self, user_ids: Sequence[str], track_ids: Sequence[str], positions: np.ndarray, consecutive_skips: np.ndarray
@@ -164,20 +211,46 @@ class TrueResponse:
         positions: np.ndarray,
         consecutive_skips: np.ndarray,
         duration: np.ndarray,
+        **long_term: Any,
     ) -> ResponseProbs:
         model = self.truth.response_model
         # The truth counts positions from 0; the env from 1.
         args = (affinity, popularity, np.asarray(positions) - 1, np.asarray(consecutive_skips), duration)
-        p = model.probabilities(*args)
+        p = model.probabilities(*args, **long_term)
         # Quit chances conditional on the outcome (the public p_quit is marginalised over skip / no skip).
-        parts = model._parts(*args)
+        parts = model._parts(*args, **long_term)
         quit_after = np.stack([parts["q_after_play"], parts["q_after_play"], parts["q_after_skip"]], axis=-1)
         return ResponseProbs(
             p_complete=p["p_complete"], p_skip=p["p_skip"], p_listen=p["p_listen_gt_x"], p_quit_after=quit_after
         )
 
+    def _long_term_inputs(self, session: SessionSpec, candidates: np.ndarray, history: History) -> dict[str, Any]:
+        """``distance``, ``artist_repeats`` and ``satisfaction`` per candidate after ``history``."""
+        if self._seq_pool is None or self._seq_pool[0] is not session:
+            ids = [str(t) for t in session.track_ids]
+            codes = np.unique(self._artist.loc[ids].to_numpy().astype(str), return_inverse=True)[1]
+            self._seq_pool = (session, self.truth.track_vectors(ids), codes)
+        _, vectors, artist = self._seq_pool
+        assert self._pool is not None
+        affinity = self._pool[1]
+        model = self.truth.response_model
+        played = np.asarray(history.played, dtype=np.int64)
+        counts = np.zeros(artist.max() + 1)
+        satisfaction = 0.0
+        for k, skipped in zip(played, history.skipped):  # replay the session: S and the artist counts
+            worn = affinity[k] - model.artist_fatigue_weight * counts[artist[k]]
+            satisfaction = float(model.satisfaction_after(satisfaction, worn, skipped))
+            counts[artist[k]] += 1
+        distance = 1.0 - vectors[candidates] @ vectors[played[-1]] if len(played) else np.zeros(len(candidates))
+        return {"distance": distance, "artist_repeats": counts[artist[candidates]], "satisfaction": satisfaction}
+
     def probabilities(
-        self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int
+        self,
+        session: SessionSpec,
+        candidates: np.ndarray,
+        position: int,
+        consecutive_skips: int,
+        history: History | None = None,
     ) -> ResponseProbs:
         if self._pool is None or self._pool[0] is not session:
             ids = [str(t) for t in session.track_ids]
@@ -189,12 +262,14 @@ class TrueResponse:
             )
         _, affinity, popularity, duration = self._pool
         n = len(candidates)
+        extra = self._long_term_inputs(session, candidates, history or History()) if self.sequential else {}
         return self._probs(
             affinity[candidates],
             popularity[candidates],
             np.full(n, position),
             np.full(n, consecutive_skips),
             duration[candidates],
+            **extra,
         )
 
 
@@ -225,6 +300,8 @@ class SessionState:
     consecutive_skips: int
     available: np.ndarray
     """(n,) bool: candidates not played yet."""
+    history: History = History()
+    """The session so far (what a sequential response model is given)."""
 
 
 SessionSource = Sequence[SessionSpec] | Callable[[np.random.Generator], SessionSpec]
@@ -272,6 +349,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
         self._mask = np.zeros(cfg.pool_size, dtype=np.int8)
         self._position = 1
         self._skips = 0
+        self._history: tuple[list[int], list[bool]] = ([], [])
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -282,7 +360,10 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
 
     def state(self) -> SessionState:
         n = len(self.session.track_ids)
-        return SessionState(self.session, self._position, self._skips, self._mask[:n].astype(bool))
+        return SessionState(self.session, self._position, self._skips, self._mask[:n].astype(bool), self._history_now())
+
+    def _history_now(self) -> History:
+        return History(tuple(self._history[0]), tuple(self._history[1]))
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {
@@ -316,6 +397,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
         self._mask[:] = 0
         self._mask[:n] = 1
         self._position, self._skips = 1, 0
+        self._history = ([], [])
         return self._obs(), {"user_id": session.user_id}
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -326,7 +408,9 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
             outcome, reward = "skip", self.cfg.reward_skip
             info.update(invalid_action=True, track_id=None)
         else:
-            probs = self.response.probabilities(self.session, np.array([a]), self._position, self._skips)
+            probs = respond(
+                self.response, self.session, np.array([a]), self._position, self._skips, self._history_now()
+            )
             dist = outcome_probabilities(probs)[0]
             u = self.np_random.random()
             outcome = OUTCOMES[0] if u < dist[0] else OUTCOMES[1] if u < dist[0] + dist[1] else OUTCOMES[2]
@@ -342,6 +426,8 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
                 p_listen=float(probs.p_listen[0]),
             )
             self._mask[a] = 0
+            self._history[0].append(a)
+            self._history[1].append(outcome == "skip")
         self._skips = self._skips + 1 if outcome == "skip" else 0
         self._position += 1
         if quit_after is not None:

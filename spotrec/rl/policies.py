@@ -27,6 +27,7 @@ from spotrec.rl.env import (
     context_vector,
     expected_reward,
     outcome_probabilities,
+    respond,
 )
 from spotrec.rl.q_network import QNetwork, greedy_action
 from spotrec.rl.user_model import LearnedUserModel
@@ -75,7 +76,11 @@ class ScorePolicy:
 
 
 class GreedyUserModelPolicy:
-    """Highest immediate expected reward under a response model, at the current position and skip run."""
+    """Highest immediate expected reward under a response model, at the current position and skip run.
+
+    A sequential response model (e.g. the true listener with long-term effects: the "oracle" baseline) also
+    sees the session so far; the policy stays myopic either way.
+    """
 
     def __init__(self, response: ResponseModel, cfg: RlConfig, name: str = "greedy_user_model") -> None:
         self.response = response
@@ -84,7 +89,9 @@ class GreedyUserModelPolicy:
 
     def act(self, obs: dict[str, np.ndarray], state: SessionState, rng: np.random.Generator) -> int:
         candidates = np.flatnonzero(state.available)
-        probs = self.response.probabilities(state.session, candidates, state.position, state.consecutive_skips)
+        probs = respond(
+            self.response, state.session, candidates, state.position, state.consecutive_skips, state.history
+        )
         return int(candidates[int(np.argmax(expected_reward(probs, self.cfg)))])
 
 

@@ -238,8 +238,9 @@ def user_events(
 
     Sessions are spread over the weeks (Poisson count scaled by activity, a day-of-week and hour-of-day
     profile), each planned in a context, then played slot by slot: the response model decides skip /
-    partial / complete, the play length, saves and whether the listener quits. The sessions of a user are
-    played in lockstep (one vectorised draw per position).
+    partial / complete, the play length, saves and whether the listener quits (with its long-term effects
+    on, from the session so far too: the previous track, earlier plays of the artist, the satisfaction).
+    The sessions of a user are played in lockstep (one vectorised draw per position).
 
     Returns:
         ``EVENT_DDL`` columns (``ts`` in epoch ms) plus ``_fault`` (the fault kind of a bad row, else None).
@@ -281,12 +282,23 @@ def user_events(
     quit_ = np.zeros((n, width), dtype=bool)
     run = np.zeros(n, dtype=np.int64)
     alive = np.ones(n, dtype=bool)
+    satisfaction = np.zeros(n)
+    artists = grid // (cat.tracks_per_album * cat.albums_per_artist)
     for j in range(width):
         idx = np.flatnonzero(alive & planned[:, j])
         if len(idx) == 0:
             break
         t = grid[idx, j]
-        out = model.sample(rng, prof.affinity[t], cat.popularity[t], j, run[idx], cat.duration_ms[t])
+        history: dict[str, np.ndarray] = {}
+        if model.long_term:  # the session so far: previous track, same-artist plays, satisfaction
+            history["satisfaction"] = satisfaction[idx]
+            history["artist_repeats"] = (played[idx, :j] & (artists[idx, :j] == artists[idx, j][:, None])).sum(axis=1)
+            if j > 0:
+                history["distance"] = 1.0 - np.einsum(
+                    "ij,ij->i", cat.track_vectors[grid[idx, j - 1]], cat.track_vectors[t]
+                )
+        out = model.sample(rng, prof.affinity[t], cat.popularity[t], j, run[idx], cat.duration_ms[t], **history)
+        satisfaction[idx] = out["satisfaction"]
         played[idx, j] = True
         ms[idx, j] = out["ms_played"]
         skipped[idx, j] = out["skipped"]

@@ -35,6 +35,21 @@ Play lengths: a skip plays ``U[min_skip_ms, W)`` ms with ``W = min(skip_window, 
 
 which is exactly ``1 − p_skip`` in the default ``X = skip_window = 30 s`` (Spotify counts a stream at 30 s),
 and always ``>= p_complete``. All probabilities rise (skip and quit fall) with affinity.
+
+**Long-term effects** (each off at its default weight 0, which gives exactly the formulas above; turned on
+by ``generate.coherence_weight`` / ``artist_fatigue_weight`` / ``patience_weight``). They make the value
+of a track depend on the session so far, so the likeliest completion at each step is no longer optimal:
+
+* coherence: ``d = 1 − cos(v_prev, v)`` between the hidden taste vectors (the world's "sound"; the audio
+  features are drawn around each taste group's profile) of the previous and this track (0 for the first)
+  adds ``coherence_weight·d`` to the skip log-odds;
+* artist fatigue: with ``n`` earlier plays of the same artist in the session, every term above uses the
+  worn-off affinity ``a' = affinity − artist_fatigue_weight·n``;
+* patience: a satisfaction state ``S`` (0 at the start) moves after every track,
+  ``S' = satisfaction_decay·S + (a' − satisfaction_reference)`` after a play and
+  ``S' = satisfaction_decay·S − satisfaction_skip_cost`` after a skip, and the quit log-odds after the
+  track get ``− patience_weight·S'``: a listener who has heard tracks they love stays longer, one fed
+  familiar but unloved hits (completed, popularity lowers the skip chance, yet ``a'`` is low) leaves.
 """
 
 from __future__ import annotations
@@ -43,9 +58,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from spotrec.config import GenerateConfig
 
 ArrayLike = float | int | np.ndarray
 
@@ -99,6 +117,29 @@ class ResponseModel:
     """Quit log-odds added per ``ln(1 + position)``."""
     typical_duration_ms: float = 210_000.0
     """Duration assumed by :meth:`probabilities` when none is given."""
+    coherence_weight: float = 0.0
+    """Skip log-odds per unit of taste distance ``1 − cos`` to the previous track (0: off)."""
+    artist_fatigue_weight: float = 0.0
+    """Affinity worn off per earlier play of the same artist in the session (0: off)."""
+    patience_weight: float = 0.0
+    """Quit log-odds removed per unit of session satisfaction ``S`` (0: off, the quit chance ignores S)."""
+    satisfaction_decay: float = 0.8
+    """How much of the satisfaction carries over to the next track."""
+    satisfaction_reference: float = 0.3
+    """A played track raises satisfaction by its (worn-off) affinity minus this."""
+    satisfaction_skip_cost: float = 0.5
+    """A skipped track lowers satisfaction by this."""
+
+    @property
+    def long_term(self) -> bool:
+        """Whether any sequence effect is on (then the inputs of a track depend on the session so far)."""
+        return bool(self.coherence_weight or self.artist_fatigue_weight or self.patience_weight)
+
+    def satisfaction_after(self, satisfaction: ArrayLike, affinity: ArrayLike, skipped: ArrayLike) -> np.ndarray:
+        """``S'`` after a track of (worn-off) ``affinity`` was played or ``skipped`` (module docstring)."""
+        carried = self.satisfaction_decay * np.asarray(satisfaction, dtype=float)
+        gain = np.asarray(affinity, dtype=float) - self.satisfaction_reference
+        return carried + np.where(np.asarray(skipped, dtype=bool), -self.satisfaction_skip_cost, gain)
 
     # -- probabilities -------------------------------------------------------------------------
     def _parts(
@@ -108,30 +149,47 @@ class ResponseModel:
         position: ArrayLike,
         prev_consecutive_skips: ArrayLike,
         duration_ms: ArrayLike | None,
+        distance: ArrayLike = 0.0,
+        artist_repeats: ArrayLike = 0.0,
+        satisfaction: ArrayLike = 0.0,
     ) -> dict[str, np.ndarray]:
         duration = self.typical_duration_ms if duration_ms is None else duration_ms
-        aff, pop, pos, prev, dur = np.broadcast_arrays(
+        aff, pop, pos, prev, dur, dist, reps, sat = np.broadcast_arrays(
             np.asarray(affinity, dtype=float),
             np.asarray(popularity, dtype=float),
             np.asarray(position, dtype=float),
             np.asarray(prev_consecutive_skips, dtype=float),
             np.asarray(duration, dtype=float),
+            np.asarray(distance, dtype=float),
+            np.asarray(artist_repeats, dtype=float),
+            np.asarray(satisfaction, dtype=float),
         )
+        # Each long-term term is added only when on, so the default model is bit-for-bit the plain one.
+        if self.artist_fatigue_weight:
+            aff = aff - self.artist_fatigue_weight * reps
         cap = float(self.max_consecutive_skips)
         s = np.minimum(prev, cap)
         fatigue = np.log1p(pos)
-        p_skip = _sigmoid(
+        skip_logit = (
             self.skip_bias
             - self.skip_affinity_weight * aff
             - self.skip_popularity_weight * pop
             + self.position_fatigue * fatigue
             + self.consecutive_skip_weight * s
         )
+        if self.coherence_weight:
+            skip_logit = skip_logit + self.coherence_weight * dist
+        p_skip = _sigmoid(skip_logit)
         c = _sigmoid(self.complete_bias + self.complete_affinity_weight * aff)
-        q_after_skip = _sigmoid(
+        quit_skip_logit = (
             self.quit_bias + self.quit_skip_weight * np.minimum(s + 1.0, cap) + self.quit_position_weight * fatigue
         )
-        q_after_play = _sigmoid(self.quit_bias + self.quit_position_weight * fatigue)
+        quit_play_logit = self.quit_bias + self.quit_position_weight * fatigue
+        if self.patience_weight:
+            quit_skip_logit = quit_skip_logit - self.patience_weight * self.satisfaction_after(sat, aff, True)
+            quit_play_logit = quit_play_logit - self.patience_weight * self.satisfaction_after(sat, aff, False)
+        q_after_skip = _sigmoid(quit_skip_logit)
+        q_after_play = _sigmoid(quit_play_logit)
         save = _sigmoid(self.save_bias + self.save_affinity_weight * aff)
         window = np.minimum(self.skip_window_s * 1000.0, dur)
         return {
@@ -142,6 +200,7 @@ class ResponseModel:
             "save": save,
             "window": window,
             "duration": dur,
+            "affinity": aff,
         }
 
     def probabilities(
@@ -151,15 +210,25 @@ class ResponseModel:
         position: ArrayLike,
         prev_consecutive_skips: ArrayLike,
         duration_ms: ArrayLike | None = None,
+        *,
+        distance: ArrayLike = 0.0,
+        artist_repeats: ArrayLike = 0.0,
+        satisfaction: ArrayLike = 0.0,
     ) -> dict[str, np.ndarray]:
         """Outcome probabilities for each input (arrays broadcast together).
+
+        ``distance`` (taste distance to the previous track), ``artist_repeats`` (earlier plays of the
+        artist in the session) and ``satisfaction`` (``S`` before this track) feed the long-term terms and
+        are ignored while those are off.
 
         Returns:
             ``p_skip``, ``p_partial``, ``p_complete`` (these three sum to 1), ``p_listen_gt_x``,
             ``p_save`` (a save happens on a completed play) and ``p_quit`` (the listener leaves the
             session after this track, marginalised over whether it is skipped).
         """
-        p = self._parts(affinity, popularity, position, prev_consecutive_skips, duration_ms)
+        p = self._parts(
+            affinity, popularity, position, prev_consecutive_skips, duration_ms, distance, artist_repeats, satisfaction
+        )
         p_skip = p["p_skip"]
         p_complete = (1.0 - p_skip) * p["c"]
         p_partial = (1.0 - p_skip) * (1.0 - p["c"])
@@ -187,6 +256,10 @@ class ResponseModel:
         position: ArrayLike,
         prev_consecutive_skips: ArrayLike,
         duration_ms: ArrayLike | None = None,
+        *,
+        distance: ArrayLike = 0.0,
+        artist_repeats: ArrayLike = 0.0,
+        satisfaction: ArrayLike = 0.0,
     ) -> dict[str, np.ndarray]:
         """Draw one outcome per input from the distribution of :meth:`probabilities`.
 
@@ -196,9 +269,11 @@ class ResponseModel:
         Returns:
             ``skipped``, ``completed``, ``saved``, ``quit``, ``listened_gt_x`` (bool arrays) and
             ``ms_played`` (int64: skips a short fraction of the skip window, partial plays between the
-            window and the end, completes the full duration).
+            window and the end, completes the full duration) and ``satisfaction`` (float: ``S'`` after it).
         """
-        p = self._parts(affinity, popularity, position, prev_consecutive_skips, duration_ms)
+        p = self._parts(
+            affinity, popularity, position, prev_consecutive_skips, duration_ms, distance, artist_repeats, satisfaction
+        )
         shape = p["p_skip"].shape
         u_outcome, u_length, u_save, u_quit = rng.random((4, *shape))
         skipped = u_outcome < p["p_skip"]
@@ -217,6 +292,7 @@ class ResponseModel:
             "quit": u_quit < quit_p,
             "listened_gt_x": ms_played > self.listen_threshold_s * 1000.0,
             "ms_played": ms_played,
+            "satisfaction": self.satisfaction_after(np.broadcast_to(satisfaction, shape), p["affinity"], skipped),
         }
 
     # -- persistence ---------------------------------------------------------------------------
@@ -231,6 +307,15 @@ class ResponseModel:
         if unknown:
             raise ValueError(f"unknown ResponseModel parameter(s) {unknown}; known: {sorted(names)}")
         return cls(**data)
+
+    @classmethod
+    def for_world(cls, cfg: GenerateConfig) -> ResponseModel:
+        """The default listener with the long-term switches of a ``GenerateConfig`` (all 0: today's)."""
+        return cls(
+            coherence_weight=cfg.coherence_weight,
+            artist_fatigue_weight=cfg.artist_fatigue_weight,
+            patience_weight=cfg.patience_weight,
+        )
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

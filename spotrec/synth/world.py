@@ -172,7 +172,7 @@ def generate_world(
     """
     if cfg.users < 1 or cfg.weeks < 1:
         raise ValueError("generate: users and weeks must be >= 1")
-    model = model or ResponseModel()
+    model = model or ResponseModel.for_world(cfg)
     raw = raw_dir.rstrip("/")
     gt = f"{artifacts_dir.rstrip('/')}/ground_truth"
     catalogue, tracks = build_catalogue(cfg)
