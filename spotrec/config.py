@@ -189,6 +189,14 @@ class GenerateConfig(_Section):
     seed: int = 42
     """Seed of every random draw (catalogue and per-user streams). Inside :class:`Config` it is derived
     from the top-level ``seed`` (equal to it); setting it here is a deprecated override."""
+    coherence_weight: float = 0.0
+    """Long-term listener (0 = off, today's world): skip log-odds per unit of taste distance to the
+    previous track (see :mod:`spotrec.synth.response`)."""
+    artist_fatigue_weight: float = 0.0
+    """Long-term listener (0 = off): affinity worn off per earlier play of the same artist in a session."""
+    patience_weight: float = 0.0
+    """Long-term listener (0 = off): quit log-odds removed per unit of session satisfaction, so sessions of
+    loved tracks last longer and sessions of unloved ones end sooner."""
 
 
 SourceKind = Literal["events", "tracks", "playlists", "play_counts"]
