@@ -299,3 +299,122 @@ def test_jsonl_playlists_with_positions(spark, tmp_path):
         ("p1", "u1", 0, "T1"),
         ("p1", "u1", 1, "T2"),
     ]
+
+
+# -- the whole pipeline on what a user has (slow: every step) -----------------------------------------
+
+TINY = [
+    "tracking.enabled=false",
+    "weekly.max_iter=2",
+    "weekly.playlist_size=5",
+    "weekly.taste_clusters=2",
+    "weekly.num_blocks=1",
+    "rnn.vector_size=8",
+    "rnn.hidden_size=8",
+    "rnn.rnn_epochs=1",
+    "rnn.softmax_samples=16",
+    "rnn.n_trees=2",
+    "rl.episodes=20",
+    "rl.eval_sessions=5",
+    "rl.learning_starts=5",
+    "rl.user_model_max_epochs=2",
+    "rl.training_users=5",
+]
+
+
+def _pipeline(tmp_path: Path, sources: list[dict], capsys) -> str:
+    """``spotrec pipeline --skip generate`` on ``sources`` (an ingest.sources YAML); returns what it printed."""
+    import yaml
+
+    from spotrec.cli import main
+
+    conf = tmp_path / "conf.yaml"
+    root = tmp_path / "wh"
+    conf.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {
+                    "root": str(root),
+                    "raw_dir": str(tmp_path / "raw"),
+                    "checkpoint_dir": str(root / "_checkpoints"),
+                    "artifacts_dir": str(root / "_artifacts"),
+                },
+                "ingest": {"sources": sources},
+            }
+        )
+    )
+    args = ["pipeline", "--config", str(conf), "--skip", "generate"]
+    for s in TINY:
+        args += ["--set", s]
+    assert main(args) == 0
+    return capsys.readouterr().out
+
+
+def _step_lines(out: str, step: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(f"[{step}]")]
+
+
+@pytest.mark.slow
+def test_pipeline_on_one_listeners_export(tmp_path, capsys):
+    from tests.conftest import shared_data
+
+    export = shared_data("spotify-account-export")
+    out = _pipeline(
+        tmp_path,
+        [
+            {"kind": "events", "format": "spotify_streaming_history", "path": str(export)},
+            {"kind": "playlists", "format": "spotify_playlist", "path": str(export)},
+        ],
+        capsys,
+    )
+    assert "10,000 rows" in next(line for line in _step_lines(out, "ingest") if "total" in line)
+    assert _step_lines(out, "matrix")[0].startswith("[matrix] gold.interactions:")
+    for step in ("evaluate", "weekly", "rnn"):
+        assert _step_lines(out, step) == [
+            f"[{step}] skipped: 1 listener is too few for collaborative filtering; need at least 2"
+        ]
+    assert _step_lines(out, "rl")[0].startswith("[rl] skipped: needs gold.")
+
+
+@pytest.mark.slow
+def test_pipeline_on_play_counts_only(tmp_path, capsys):
+    from tests.conftest import shared_data
+
+    counts = shared_data("lastfm-hetrec-2k", "user_artists.dat")
+    out = _pipeline(tmp_path, [{"kind": "play_counts", "format": "hetrec", "path": str(counts)}], capsys)
+    assert "92,834 rows merged into silver.play_counts" in out
+    assert "[evaluate] play counts have no timestamps, using a 20% per-user holdout of gold.interactions" in out
+    assert any(line.startswith("[weekly] model ") for line in _step_lines(out, "weekly"))
+    assert _step_lines(out, "rnn") == [
+        "[rnn] skipped: no listening events with timestamps (play counts only): the taste RNN needs plays in order"
+    ]
+    assert _step_lines(out, "rl")[0].startswith("[rl] skipped: needs silver.listen_events")
+
+
+@pytest.mark.slow
+def test_pipeline_on_events_counts_and_playlists(tmp_path, capsys):
+    from tests.conftest import shared_data
+
+    export = shared_data("spotify-account-export")
+    lastfm = shared_data("lastfm-1k-sample", "userid-timestamp-artid-artname-traid-traname.tsv")
+    counts = tmp_path / "triplets.txt"
+    counts.write_text("tp1\tSOAKIMP12A8C130995\t3\ntp1\tSOAPDEY12A81C210A9\t1\ntp2\tSOAKIMP12A8C130995\t7\n")
+    out = _pipeline(
+        tmp_path,
+        [
+            {"kind": "events", "format": "spotify_streaming_history", "path": str(export)},
+            {"kind": "events", "format": "lastfm_1k", "path": str(lastfm)},
+            {
+                "kind": "play_counts",
+                "format": "generic_play_counts",
+                "path": str(counts),
+                "options": {"user_prefix": "tp:"},
+            },
+            {"kind": "playlists", "format": "spotify_playlist", "path": str(export)},
+        ],
+        capsys,
+    )
+    for step in ("matrix", "evaluate", "weekly", "rnn", "rl"):
+        lines = _step_lines(out, step)
+        assert lines, f"{step} said nothing"
+        assert not any("skipped" in line for line in lines), lines

@@ -15,6 +15,7 @@ from spotrec.features.interactions import (
     with_indexes,
 )
 from spotrec.steps.base import StepContext, StepResult
+from spotrec.steps.tables import table_rows
 from spotrec.storage import Storage
 from spotrec.tables import INTERACTIONS, PLAY_COUNTS, SILVER_EVENTS, TRACK_INDEX, USER_INDEX
 
@@ -51,12 +52,16 @@ def run_matrix(spark: SparkSession, storage: Storage, cfg: Config, say: Callable
     indexed = with_indexes(interactions, storage.read(USER_INDEX), storage.read(TRACK_INDEX))
     storage.overwrite(INTERACTIONS, indexed.repartition(spark.sparkContext.defaultParallelism, C.USER_IDX))
     interactions.unpersist()
-    n = storage.read(INTERACTIONS).count()
+    n = table_rows(storage, INTERACTIONS)
     say(f"[matrix] gold.interactions: {n:,} (user, track) rows")
     return n
 
 
 def run(ctx: StepContext) -> StepResult:
+    from spotrec.steps.needs import skip
+
+    if not (ctx.storage.exists(SILVER_EVENTS) or ctx.storage.exists(PLAY_COUNTS)):
+        return skip(ctx, "matrix", "no listening events and no play counts: run `spotrec ingest` with a source first")
     with ctx.tracked(
         "matrix", inputs=[SILVER_EVENTS, PLAY_COUNTS], outputs=[INTERACTIONS, USER_INDEX, TRACK_INDEX]
     ) as run_id:

@@ -285,7 +285,12 @@ def run_playlists(
 
 
 def run(ctx: StepContext) -> StepResult:
+    from spotrec.steps.needs import missing, skip
+
     inputs = [SILVER_EVENTS, TRACKS, USER_FACTORS, TRACK_FACTORS, DISCOVER_WEEKLY]
+    absent = missing(ctx.storage, inputs)
+    if absent:
+        return skip(ctx, "rl", f"needs {', '.join(absent)} (listening events and the weekly step's output)")
     with ctx.tracked("rl", inputs=inputs, outputs=[USER_MODEL_METRICS, RL_PLAYLISTS, MODEL_METRICS]) as run_id:
         r = run_playlists(
             ctx.spark, ctx.storage, ctx.cfg, ctx.cfg.rl, run_id, scores=discover_weekly_scores(ctx.storage)

@@ -175,6 +175,15 @@ def serve_rnn(
 
 
 def run(ctx: StepContext) -> StepResult:
+    from spotrec.steps.needs import listeners, skip, too_few_listeners
+
+    if not ctx.storage.exists(SILVER_EVENTS):
+        return skip(
+            ctx, "rnn", "no listening events with timestamps (play counts only): the taste RNN needs plays in order"
+        )
+    why = too_few_listeners(listeners(ctx.storage, SILVER_EVENTS))
+    if why:
+        return skip(ctx, "rnn", why)
     with ctx.tracked("rnn", inputs=[SILVER_EVENTS, PLAYLISTS], outputs=[*RNN_TABLES, MODEL_METRICS]) as run_id:
         # Fit on the training weeks and score the test week beside ALS; serve that same model (or refit).
         evaluated = evaluate_rnn(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)

@@ -9,6 +9,7 @@ also reports how well the taste clusters recover the world's true taste groups.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from spotrec.tables import (
     USER_FACTORS,
     USER_TASTE_PROFILE,
 )
-from spotrec.weekly.als import AlsRecommender, best_trial, trials_frame, tune
+from spotrec.weekly.als import best_trial, make_recommender, trials_frame, tune
 from spotrec.weekly.discover_weekly import fill_discover_weekly, parse_week, similar_tracks
 from spotrec.weekly.taste import CLUSTER, cluster_purity_vs_truth, purity_chance, taste_clusters, user_taste_profile
 
@@ -93,10 +94,12 @@ def run_weekly(
     """
     week_date = parse_week(week)
     interactions = storage.read(INTERACTIONS)
-    tracks = storage.read(TRACKS)
+    tracks = storage.read(TRACKS) if storage.exists(TRACKS) else spark.createDataFrame([], TRACKS.schema)
     input_version = storage.version(INTERACTIONS)
-    als = AlsRecommender(
-        cfg.weekly,
+    from spotrec.steps.needs import data_size, safe_als_config
+
+    als = make_recommender(
+        safe_als_config(cfg.weekly, *data_size(storage, INTERACTIONS), logging.getLogger(__name__).info, "weekly"),
         cfg.storage.checkpoint_dir,
         block_size=cfg.weekly.user_block_size,
         input_version=f"{INTERACTIONS.full_name}@v{input_version}",
@@ -224,7 +227,14 @@ def log_als(ctx: StepContext, model_version: str) -> None:
 
 
 def run(ctx: StepContext) -> StepResult:
+    from spotrec.steps.needs import listeners, skip, too_few_listeners
+
     cfg = ctx.cfg
+    if not ctx.storage.exists(INTERACTIONS):
+        return skip(ctx, "weekly", "no gold.interactions: run `spotrec matrix` first")
+    why = too_few_listeners(listeners(ctx.storage, INTERACTIONS))
+    if why:
+        return skip(ctx, "weekly", why)
     with ctx.tracked("weekly", inputs=[INTERACTIONS, TRACKS, SILVER_EVENTS], outputs=OUTPUTS) as run_id:
         if ctx.option("tune", False):
             best = run_als_tuning(ctx.spark, ctx.storage, cfg, run_id, say=ctx.say)
