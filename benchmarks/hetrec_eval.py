@@ -35,7 +35,7 @@ from spotrec.evaluation.split import holdout_split
 from spotrec.features.interactions import extend_index, interactions_from_counts, with_indexes
 from spotrec.sources import read_play_counts
 from spotrec.spark import get_spark
-from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.als import make_recommender
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "lastfm-hetrec-2k" / "user_artists.dat"
 K = 10
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--alphas", default="1,10")
     parser.add_argument("--implicit-regs", default="0.5,2,8")
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--solvers", default="mllib,cg", help="weekly.solver values to evaluate (comma-separated)")
     args = parser.parse_args()
     if not Path(args.path).exists():
         raise SystemExit(f"HetRec file not found: {args.path} (pass --path to user_artists.dat)")
@@ -76,9 +77,9 @@ def main() -> None:
     print(f"HetRec Last.fm: {n_users:,} users, {n_items:,} artists, {n_pairs:,} (user, artist) play counts")
 
     grid = [
-        WeeklyConfig(rank=r, reg_param=lam, alpha=a, max_iter=args.iters, num_blocks=4, seed=7)
-        for r, lam, a in itertools.product(
-            [int(x) for x in args.ranks.split(",")], _floats(args.regs), _floats(args.alphas)
+        WeeklyConfig(solver=s, rank=r, reg_param=lam, alpha=a, max_iter=args.iters, num_blocks=4, seed=7)
+        for s, r, lam, a in itertools.product(
+            args.solvers.split(","), [int(x) for x in args.ranks.split(",")], _floats(args.regs), _floats(args.alphas)
         )
     ]
     table: dict[str, list[dict[str, Any]]] = {}
@@ -89,8 +90,8 @@ def main() -> None:
         print(f"\nseed {seed}: {train.count():,} train pairs, {relevant.count():,} held out")
         models: list[Any] = [PopularityRecommender(), CooccurrenceRecommender()]
         for cfg in grid:
-            als = AlsRecommender(cfg)
-            als.name = f"spark als r{cfg.rank} l{cfg.reg_param:g} a{cfg.alpha:g}"
+            als = make_recommender(cfg)
+            als.name = f"spark {cfg.solver} r{cfg.rank} l{cfg.reg_param:g} a{cfg.alpha:g}"
             models.append(als)
         for model in models:
             start = time.perf_counter()
@@ -105,7 +106,8 @@ def main() -> None:
         world = World(pdf, test_pdf, n_users, n_items)
         relevant_idx = with_ids(test.select(C.USER_IDX, C.TRACK_IDX)).select(C.USER_ID, C.TRACK_ID).cache()
         for cfg, lam in itertools.product(
-            [c for c in grid if c.reg_param == grid[0].reg_param], _floats(args.implicit_regs)
+            [c for c in grid if c.reg_param == grid[0].reg_param and c.solver == grid[0].solver],
+            _floats(args.implicit_regs),
         ):
             row = run_implicit(spark, world, cfg, lam, relevant_idx, K)
             name = f"implicit r{cfg.rank} l{lam:g} a{cfg.alpha:g}"

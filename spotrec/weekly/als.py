@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +30,9 @@ from spotrec.config import WeeklyConfig
 from spotrec.errors import SchemaMismatchError
 from spotrec.tables import MODEL_METRICS, conform
 from spotrec.weekly.topn import FEATURES, top_n_unheard
+
+if TYPE_CHECKING:
+    from spotrec.weekly.cg import CgRecommender
 
 MetricsFn = Callable[[DataFrame, DataFrame, int], dict[str, float]]
 """``(recs, relevant, k) -> {metric: value}``, e.g. ``spotrec.evaluation.metrics.ranking_metrics``."""
@@ -182,29 +185,70 @@ class AlsRecommender:
 
         Users unseen in training get nothing (cold start). Returns user_id, track_id, rank, score.
         """
-        _require(users, [C.USER_ID], "users")
         user_map, track_map = self._id_maps()
-        wanted = users.select(C.USER_ID).distinct().join(user_map, C.USER_ID)
-        factors = self.model.userFactors.select(F.col("id").alias(C.USER_IDX), FEATURES).join(
-            wanted.select(C.USER_IDX), C.USER_IDX
+        return recommend_from_factors(
+            self.model.userFactors.select(F.col("id").alias(C.USER_IDX), FEATURES),
+            self.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), FEATURES),
+            user_map,
+            track_map,
+            users,
+            n,
+            exclude,
+            self.block_size,
         )
-        heard = None
-        if exclude is not None:
-            if C.USER_IDX in exclude.columns and C.TRACK_IDX in exclude.columns:
-                heard = exclude.select(C.USER_IDX, C.TRACK_IDX)
-            else:
-                _require(exclude, [C.USER_ID, C.TRACK_ID], "exclude")
-                heard = (
-                    exclude.select(C.USER_ID, C.TRACK_ID)
-                    .join(user_map, C.USER_ID)
-                    .join(track_map, C.TRACK_ID)
-                    .select(C.USER_IDX, C.TRACK_IDX)
-                )
-        track_factors = self.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), FEATURES)
-        top = top_n_unheard(factors, track_factors, heard, n, self.block_size)
-        return (
-            top.join(user_map, C.USER_IDX).join(track_map, C.TRACK_IDX).select(C.USER_ID, C.TRACK_ID, C.RANK, C.SCORE)
-        )
+
+
+def recommend_from_factors(
+    user_factors: DataFrame,
+    track_factors: DataFrame,
+    user_map: DataFrame,
+    track_map: DataFrame,
+    users: DataFrame,
+    n: int,
+    exclude: DataFrame | None,
+    block_size: int,
+) -> DataFrame:
+    """The Recommender contract over any factor pair (``user_idx|track_idx, features``), for every solver.
+
+    ``user_map`` / ``track_map`` are the (string id, index) pairs seen in training; ``exclude`` may carry
+    either string ids or indexes. Returns user_id, track_id, rank, score.
+    """
+    _require(users, [C.USER_ID], "users")
+    wanted = users.select(C.USER_ID).distinct().join(user_map, C.USER_ID)
+    factors = user_factors.join(wanted.select(C.USER_IDX), C.USER_IDX)
+    heard = None
+    if exclude is not None:
+        if C.USER_IDX in exclude.columns and C.TRACK_IDX in exclude.columns:
+            heard = exclude.select(C.USER_IDX, C.TRACK_IDX)
+        else:
+            _require(exclude, [C.USER_ID, C.TRACK_ID], "exclude")
+            heard = (
+                exclude.select(C.USER_ID, C.TRACK_ID)
+                .join(user_map, C.USER_ID)
+                .join(track_map, C.TRACK_ID)
+                .select(C.USER_IDX, C.TRACK_IDX)
+            )
+    top = top_n_unheard(factors, track_factors, heard, n, block_size)
+    return top.join(user_map, C.USER_IDX).join(track_map, C.TRACK_IDX).select(C.USER_ID, C.TRACK_ID, C.RANK, C.SCORE)
+
+
+def make_recommender(
+    cfg: WeeklyConfig,
+    checkpoint_dir: str | None = None,
+    *,
+    block_size: int = 1024,
+    input_version: str = "",
+) -> AlsRecommender | CgRecommender:
+    """The implicit-ALS recommender ``cfg.solver`` names: ``mllib`` (:class:`AlsRecommender`, exact Cholesky
+    solves in MLlib) or ``cg`` (:class:`spotrec.weekly.cg.CgRecommender`, conjugate-gradient steps in numpy).
+    Both fit the same objective (same confidence, same ALS-WR regularisation) behind the same interface."""
+    if cfg.solver == "cg":
+        from spotrec.weekly.cg import CgRecommender
+
+        return CgRecommender(cfg, checkpoint_dir, block_size=block_size, input_version=input_version)
+    if cfg.solver == "mllib":
+        return AlsRecommender(cfg, checkpoint_dir, block_size=block_size, input_version=input_version)
+    raise ValueError(f"unknown ALS solver {cfg.solver!r}; expected 'mllib' or 'cg'")
 
 
 # -- tuning ----------------------------------------------------------------------------------------------
@@ -273,7 +317,7 @@ def tune(
     try:
         for point in points:
             trial_cfg = base.model_copy(update=point)
-            rec = AlsRecommender(trial_cfg, checkpoint_dir, input_version=input_version)
+            rec = make_recommender(trial_cfg, checkpoint_dir, input_version=input_version)
             start = time.perf_counter()
             rec.fit(train)
             fit_seconds = time.perf_counter() - start
@@ -349,7 +393,9 @@ __all__ = [
     "best_trial",
     "default_grid",
     "deterministic_ratings",
+    "make_recommender",
     "model_version",
+    "recommend_from_factors",
     "trials_frame",
     "tune",
 ]
