@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
-from spotrec.tables import all_tables
+from spotrec.tables import TableSpec, all_tables
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.(\d+)\.(\d+))?\.parquet$")
@@ -113,6 +113,13 @@ def _spark_summary(spark: SparkSession, sql_name: str) -> tuple[int, int]:
     rows = spark.sql(f"SELECT count(*) FROM {sql_name}").first()
     history = spark.sql(f"DESCRIBE HISTORY {sql_name} LIMIT 1").select("version").first()
     return int(rows[0]) if rows else 0, int(history[0]) if history else 0
+
+
+def table_rows(storage: Storage, spec: TableSpec) -> int:
+    """Rows of an existing table: from its Delta log when local (no Spark job), else a Spark count."""
+    local = None if storage.uses_catalog else _local_dir(storage.path(spec))
+    summary = log_summary(local) if local is not None else None
+    return summary[0] if summary is not None else _spark_summary(storage.spark, storage.sql_name(spec))[0]
 
 
 def summarize_tables(storage: Storage) -> str:

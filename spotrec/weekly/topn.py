@@ -35,7 +35,8 @@ def _to_matrix(vectors: pd.Series | list, dim: int | None = None) -> np.ndarray:
     """Stack array-valued cells into a float64 matrix (rows x rank)."""
     if len(vectors) == 0:
         return np.zeros((0, dim or 0), dtype=np.float64)
-    return np.asarray(np.stack([np.asarray(v, dtype=np.float64) for v in vectors]), dtype=np.float64)
+    cells = vectors.to_numpy() if isinstance(vectors, pd.Series) else vectors
+    return np.vstack(cells).astype(np.float64, copy=False)  # one C-level copy, not one array per row
 
 
 def _l2_normalise(m: np.ndarray) -> np.ndarray:
@@ -86,6 +87,38 @@ def top_n_rows(scores: np.ndarray, item_ids: np.ndarray, n: int) -> list[tuple[i
     return out
 
 
+def _mask(scores: np.ndarray, ids: np.ndarray, excluded: list) -> None:
+    """Set ``scores[r, column of id]`` to ``-inf`` for every id in ``excluded[r]`` (in place, one scatter)."""
+    lengths = np.fromiter((0 if e is None else len(e) for e in excluded), dtype=np.int64, count=len(excluded))
+    if lengths.sum() == 0:
+        return
+    rows = np.repeat(np.arange(len(excluded)), lengths)
+    excl = np.concatenate([np.asarray(e, dtype=np.int64) for e in excluded if e is not None and len(e)])
+    pos = np.searchsorted(ids, excl)
+    ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == excl)
+    scores[rows[ok], pos[ok]] = -np.inf
+
+
+def _top_frame(
+    scores: np.ndarray, ids: np.ndarray, n: int, qids: np.ndarray, query_col: str, out_item_col: str
+) -> pd.DataFrame | None:
+    """The top-n rows of one scored block as the output frame (None when nothing is left)."""
+    top = top_n_rows(scores, ids, n)
+    if not top:
+        return None
+    sizes = np.fromiter((len(t[1]) for t in top), dtype=np.int64, count=len(top))
+    rows = np.fromiter((t[0] for t in top), dtype=np.int64, count=len(top))
+    starts = np.cumsum(sizes) - sizes
+    return pd.DataFrame(
+        {
+            query_col: np.repeat(qids[rows], sizes).astype("int32"),
+            out_item_col: np.concatenate([t[1] for t in top]).astype("int32"),
+            C.RANK: (np.arange(int(sizes.sum())) - np.repeat(starts, sizes) + 1).astype("int32"),
+            C.SCORE: np.concatenate([t[2] for t in top]).astype("float64"),
+        }
+    )
+
+
 def _item_matrix(items: DataFrame, id_col: str) -> tuple[np.ndarray, np.ndarray]:
     """Collect (id, features) sorted by id: the broadcast side, rank floats per item."""
     pdf: pd.DataFrame = items.select(F.col(id_col).cast("int").alias("id"), FEATURES).toPandas()
@@ -132,25 +165,10 @@ def _blocked_top_n(
                 if cosine:
                     q = _l2_normalise(q)
                 scores = q @ mat_t
-                for r, excl in enumerate(block[_EXCLUDE].tolist()):
-                    if excl is None or len(excl) == 0:
-                        continue
-                    excl = np.asarray(excl, dtype=np.int64)
-                    pos = np.searchsorted(ids, excl)
-                    pos = pos[(pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == excl)]
-                    scores[r, pos] = -np.inf
-                qids = block[query_col].to_numpy()
-                top = top_n_rows(scores, ids, n)
-                if not top:
-                    continue
-                yield pd.DataFrame(
-                    {
-                        query_col: np.concatenate([np.full(len(t[1]), qids[t[0]]) for t in top]).astype("int32"),
-                        out_item_col: np.concatenate([t[1] for t in top]).astype("int32"),
-                        C.RANK: np.concatenate([np.arange(1, len(t[1]) + 1) for t in top]).astype("int32"),
-                        C.SCORE: np.concatenate([t[2] for t in top]).astype("float64"),
-                    }
-                )
+                _mask(scores, ids, block[_EXCLUDE].tolist())
+                frame = _top_frame(scores, ids, n, block[query_col].to_numpy(), query_col, out_item_col)
+                if frame is not None:
+                    yield frame
 
     return queries.select(query_col, FEATURES, _EXCLUDE).mapInPandas(score_blocks, schema)
 
