@@ -262,6 +262,15 @@ class WeeklyConfig(_Section):
     Weekly playlists, similar tracks and taste profiles from its factors."""
 
     # -- ALS ------------------------------------------------------------------------------------------
+    solver: Literal["mllib", "cg"] = "mllib"
+    """Implicit-ALS solver: ``mllib`` (Spark MLlib, one exact Cholesky solve per user and track) or ``cg``
+    (:mod:`spotrec.weekly.cg`: ``cg_steps`` conjugate-gradient steps per solve, warm-started, numpy inside
+    Arrow batches). Same objective, same parameters; docs/benchmarks.md compares them."""
+    cg_steps: int = Field(default=3, ge=1)
+    """``cg`` solver: conjugate-gradient steps per user / track and half-iteration (``implicit`` uses 3)."""
+    cg_broadcast_mb: float = Field(default=256.0, ge=0)
+    """``cg`` solver: the other side's factors are broadcast when they take at most this many MB (float32),
+    else shipped to the blocks that need them by a join on block id."""
     rank: int = 32
     """Latent factors per user and track."""
     reg_param: float = 0.2
