@@ -21,6 +21,19 @@
    mean (returns are those of the epsilon-greedy behaviour in the learned simulator), with the training
    seconds to get there and in total.
 
+4. With ``--long-term``: a policy comparison against the true listener on a synthetic world (catalogue,
+   users and listener of :mod:`spotrec.synth`, built in memory, no Spark) with its long-term effects off
+   (the control world, today's listener) and on (``--coherence``, ``--fatigue``, ``--patience``). Per
+   session a pool of ``--lt-pool`` tracks (half drawn from the user's own listening distribution, half
+   from the catalogue); the agent sees the user's and tracks' hidden taste vectors (stand-ins for the
+   ALS factors the pipeline gives it), popularity and duration. Policies: random, popularity, affinity
+   order (the ALS stand-in), greedy on the myopic listener (the true per-track probabilities with the
+   long-term effects off: the best a non-sequential user model can learn), the oracle (greedy on the
+   true listener, which also sees the session so far) and AH-DQN trained against the true listener
+   (``--lt-episodes``), each with its mean session reward and 95% CI over ``--lt-sessions`` held-out
+   sessions. It measures how much room for planning each world leaves; the full pipeline comparison
+   (AH-DQN trained in the learned simulator) is ``spotrec rl``.
+
 Single-threaded torch (``torch.set_num_threads(1)``) so numbers compare across machines with other load.
 """
 
@@ -239,6 +252,125 @@ def training_curve(policy: str, window: int) -> pd.DataFrame:
     )
 
 
+def _long_term_world(users: int, artists: int, seed: int, **long_term: float):  # type: ignore[no-untyped-def]
+    """An in-memory synthetic world: (GenerateConfig, catalogue, user profiles, TrueResponse)."""
+    from spotrec.config import GenerateConfig
+    from spotrec.synth.catalogue import build_catalogue
+    from spotrec.synth.listeners import user_id, user_profile
+    from spotrec.synth.response import ResponseModel as TruthModel
+    from spotrec.synth.truth import GroundTruth
+
+    cfg = GenerateConfig(users=users, artists=artists, seed=seed, **long_term)
+    cat, tracks = build_catalogue(cfg)
+    profiles = [user_profile(u, cat, cfg) for u in range(users)]
+    gt_users = pd.DataFrame(
+        {"user_id": [user_id(p.user, users) for p in profiles], "taste_vector": [p.vector for p in profiles]}
+    )
+    gt_tracks = pd.DataFrame(
+        {
+            "track_id": cat.track_ids,
+            "artist_id": tracks["artist_id"].to_numpy(),
+            "taste_vector": list(cat.track_vectors),
+            "popularity": cat.popularity,
+            "duration_ms": cat.duration_ms,
+        }
+    )
+    return cfg, cat, profiles, TrueResponse(GroundTruth(gt_users, gt_tracks, TruthModel.for_world(cfg)))
+
+
+def _long_term_sessions(cat, profiles, users: int, pool: int, n: int, rng: np.random.Generator) -> list[SessionSpec]:  # type: ignore[no-untyped-def]
+    from spotrec.synth.listeners import user_id
+
+    out = []
+    for _ in range(n):
+        prof = profiles[int(rng.integers(len(profiles)))]
+        own = np.unique(np.minimum(np.searchsorted(prof.cdf, rng.random(pool)), cat.n_tracks - 1))[: pool // 2]
+        rest = rng.choice(np.setdiff1d(np.arange(cat.n_tracks), own), size=pool - len(own), replace=False)
+        ids = np.concatenate([own, rest])
+        feats = np.column_stack([cat.track_vectors[ids], cat.popularity[ids], cat.duration_ms[ids] / 600_000.0])
+        out.append(
+            SessionSpec(
+                user_id=user_id(prof.user, users),
+                user_features=prof.vector,
+                track_ids=cat.track_ids[ids],
+                track_features=feats,
+                popularity=cat.popularity[ids],
+                scores=prof.affinity[ids],
+            )
+        )
+    return out
+
+
+def long_term_comparison(args: argparse.Namespace) -> pd.DataFrame:
+    """Mean session reward [95% CI] per policy against the true listener, control vs long-term world."""
+    from spotrec.rl.evaluate import mean_ci
+    from spotrec.rl.policies import GreedyUserModelPolicy, PopularityPolicy, ScorePolicy
+
+    worlds = {
+        "control": {},
+        "long_term": {
+            "coherence_weight": args.coherence,
+            "artist_fatigue_weight": args.fatigue,
+            "patience_weight": args.patience,
+        },
+    }
+    rows = []
+    for world, switches in worlds.items():
+        _, cat, profiles, truth = _long_term_world(args.lt_users, args.lt_artists, args.seed, **switches)
+        _, _, _, myopic = _long_term_world(args.lt_users, args.lt_artists, args.seed)
+        d = cat.track_vectors.shape[1]
+        layout = FeatureLayout(
+            user=tuple(f"u_v{i}" for i in range(d)),
+            track=(*(f"t_v{i}" for i in range(d)), "t_popularity", "t_duration"),
+            context=("c_position", "c_consecutive_skips"),
+        )
+        cfg = RlConfig(
+            pool_size=args.lt_pool,
+            playlist_length=args.lt_length,
+            episodes=args.lt_episodes,
+            learning_starts=256,
+            batch_size=64,
+            q_hidden=[64, 64],
+            q_user_model_features=False,
+            q_reward_prior=False,
+            q_dueling=False,
+            q_action_inputs="all",
+            exploration_fraction=0.5,
+            log_every=max(args.lt_episodes // 5, 1),
+            seed=args.seed,
+        )
+        rng = np.random.default_rng(args.seed)
+        train = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, 2000, rng)
+        test = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_sessions, rng)
+        env = PlaylistEnv(train, truth, cfg, layout)
+        started = time.perf_counter()
+        agent = agent_mod.train_agent(env, cfg)
+        train_s = time.perf_counter() - started
+        policies = [
+            RandomPolicy(),
+            PopularityPolicy(),
+            ScorePolicy("affinity_order"),
+            GreedyUserModelPolicy(myopic, cfg, name="greedy_myopic"),
+            GreedyUserModelPolicy(truth, cfg, name="oracle_greedy"),
+            DQNPolicy(agent.q),
+        ]
+        for policy in policies:
+            per = run_sessions(env, policy, test, seed=args.seed + 1)
+            mean, lo, hi = mean_ci(per["session_reward"].to_numpy())
+            rows.append(
+                {
+                    "world": world,
+                    "policy": policy.name,
+                    "reward": mean,
+                    "ci95": f"[{lo:.2f}, {hi:.2f}]",
+                    "length": per["session_length"].mean(),
+                    "skip_rate": per["skip_rate"].mean(),
+                    "train_s": train_s if policy.name == "ah_dqn" else float("nan"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="simulated steps per (world, pool)")
@@ -251,7 +383,23 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--policy", help="a spotrec rl checkpoint (file or folder): report only its curve")
     parser.add_argument("--window", type=int, default=100, help="--policy: episodes in the moving mean")
+    parser.add_argument("--long-term", action="store_true", help="report only the long-term vs control comparison")
+    parser.add_argument("--coherence", type=float, default=2.0, help="--long-term: generate.coherence_weight")
+    parser.add_argument("--fatigue", type=float, default=0.4, help="--long-term: generate.artist_fatigue_weight")
+    parser.add_argument("--patience", type=float, default=1.5, help="--long-term: generate.patience_weight")
+    parser.add_argument("--lt-users", type=int, default=200)
+    parser.add_argument("--lt-artists", type=int, default=100)
+    parser.add_argument("--lt-pool", type=int, default=30)
+    parser.add_argument("--lt-length", type=int, default=15)
+    parser.add_argument("--lt-episodes", type=int, default=3000)
+    parser.add_argument("--lt-sessions", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.long_term:
+        torch.set_num_threads(1)
+        print("== policies against the true listener: control world vs long-term world ==")
+        print(long_term_comparison(args).to_string(index=False, float_format="%.3f"))
+        return
     if args.policy:
         print(f"== AH-DQN training on the demo data ({args.policy}) ==")
         print(training_curve(args.policy, args.window).to_string(index=False, float_format="%.2f"))
