@@ -1,4 +1,4 @@
-"""Annoy vs exact nearest-song search: recall@k, queries per second, build time and index size.
+"""Annoy and Voyager vs exact nearest-song search: recall@k, queries per second, build time and index size.
 
     python benchmarks/ann_bench.py                                    # clustered, 5K/20K/100K/300K (the report)
     python benchmarks/ann_bench.py --kinds medium,loose,gaussian --sizes 5000,20000,100000   # harder data
@@ -6,6 +6,7 @@
         --vectors-npy warehouse/_artifacts/rnn/<version>/<version>-vectors.npy   # learned vectors
     python benchmarks/ann_bench.py --metric dot --bias-std 1 --sizes 100000   # softmax retrieval space
     python benchmarks/ann_bench.py --sizes 2000 --trees 5 --search-k 100 --repeats 1   # smoke run
+    python benchmarks/ann_bench.py --sizes 5000,20000,100000 --voyager-m 16 --voyager-ef 10,20,50,100,200   # Voyager
 
 (A list starting with a negative search_k needs ``=``: ``--search-k=-1,1000``.)
 
@@ -17,7 +18,10 @@ Ways to answer "the k songs nearest to this taste vector" over N song vectors, a
   (numpy), or ``torch.mm`` + ``torch.topk`` (torch's top-k is much faster than numpy's partition, so this is
   the strongest exact baseline we have);
 - Annoy (what :mod:`spotrec.rnn.ann` serves with) for a grid of ``n_trees`` x ``search_k``. Each query
-  is one ``get_nns_by_vector`` call, as in :func:`spotrec.rnn.ann.query_index`.
+  is one ``get_nns_by_vector`` call, as in :func:`spotrec.rnn.ann.query_index`;
+- Voyager (``rnn.ann_backend: voyager``, Spotify's HNSW successor to Annoy; angular and dot only) for a grid
+  of ``M`` x query ``ef``, one query per call as well. The "at equal recall" table puts the fastest Annoy and
+  the fastest Voyager setting reaching ``--target`` side by side.
 
 Fairness. Every method runs on one core: BLAS and torch are limited to ``--threads`` threads (default 1) and
 Annoy answers one query at a time on one thread. That is per-core throughput, which is what a Spark executor
@@ -62,7 +66,7 @@ from annoy import AnnoyIndex
 from threadpoolctl import threadpool_info, threadpool_limits  # installed with ``implicit`` (requirements-dev)
 
 from spotrec.config import RnnConfig
-from spotrec.rnn.ann import build_annoy_index, exact_neighbours
+from spotrec.rnn.ann import VOYAGER_METRICS, VoyagerSearcher, build_annoy_index, build_voyager_index, exact_neighbours
 
 SPREADS = {"clustered": 0.6, "medium": 1.0, "loose": 1.5}
 """Within-cluster spread per clustered kind (centres are standard normal)."""
@@ -141,6 +145,11 @@ def annoy_search(index: AnnoyIndex, queries: np.ndarray, k: int, search_k: int) 
     return np.array([index.get_nns_by_vector(q.tolist(), k, search_k=search_k) for q in queries])
 
 
+def voyager_search(index: VoyagerSearcher, queries: np.ndarray, k: int, ef: int) -> np.ndarray:
+    """Top-``k`` per query from Voyager, one query per call (as :func:`spotrec.rnn.ann.query_index` asks)."""
+    return np.array([index.get_nns_by_vector(q.tolist(), k, search_k=ef)[0] for q in queries])
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of the true top-k found, per query."""
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / len(t) for f, t in zip(found, truth)]))
@@ -173,6 +182,8 @@ class Method:
     recall: float = float("nan")
     build_s: float = float("nan")
     size_mb: float = float("nan")
+    backend: str = "exact"
+    """``exact``, ``annoy`` or ``voyager`` (whose ``search_k`` column is its query ``ef``, ``n_trees`` its M)."""
 
     @property
     def qps(self) -> float:
@@ -192,6 +203,7 @@ class Summary:
     batched_name: str
     best: Method | None
     default: Method | None
+    best_voyager: Method | None = None
 
 
 def bench_one(
@@ -258,9 +270,29 @@ def bench_one(
                 functools.partial(annoy_search, index, queries, k, search_k),
                 len(queries),
             )
-            m.build_s, m.size_mb = build_s, os.path.getsize(path) / 1e6
+            m.build_s, m.size_mb, m.backend = build_s, os.path.getsize(path) / 1e6, "annoy"
             methods.append(m)
         print(f"  built n_trees={n_trees}: {build_s:.1f}s, {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
+    voyagers = []
+    if args.metric in VOYAGER_METRICS and args.voyager_m:
+        for m_links in (int(x) for x in args.voyager_m.split(",")):
+            path = os.path.join(tmp, f"{kind}-{n}-{m_links}.voy")
+            t = time.perf_counter()
+            build_voyager_index(vectors, path, args.metric, m=m_links, seed=args.seed)
+            build_s = time.perf_counter() - t
+            searcher = VoyagerSearcher(path)
+            voyagers.append(searcher)
+            for ef in sorted({max(int(x), k) for x in args.voyager_ef.split(",")}):
+                m = Method(
+                    f"voyager M={m_links} ef={ef}",
+                    m_links,
+                    ef,
+                    functools.partial(voyager_search, searcher, queries, k, ef),
+                    len(queries),
+                )
+                m.build_s, m.size_mb, m.backend = build_s, os.path.getsize(path) / 1e6, "voyager"
+                methods.append(m)
+            print(f"  built voyager M={m_links}: {build_s:.1f}s, {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
 
     for r in range(args.repeats):
         for m in methods:
@@ -277,11 +309,13 @@ def bench_one(
         index.unload()
 
     single, batched = methods[0], max(methods[1:3], key=lambda m: m.qps)
-    annoys = [m for m in methods if m.n_trees is not None]
+    annoys = [m for m in methods if m.backend == "annoy"]
     good = [m for m in annoys if m.recall >= args.target]
     best = max(good, key=lambda m: m.qps, default=None)
     dflt = next((m for m in annoys if (m.n_trees, m.search_k) == default), None)
-    return methods, Summary(kind, n, contrast, single.qps, batched.qps, batched.name, best, dflt)
+    good_voyager = [m for m in methods if m.backend == "voyager" and m.recall >= args.target]
+    best_voyager = max(good_voyager, key=lambda m: m.qps, default=None)
+    return methods, Summary(kind, n, contrast, single.qps, batched.qps, batched.name, best, dflt, best_voyager)
 
 
 def print_rows(kind: str, n: int, contrast: float, methods: list[Method], k: int, default: tuple[int, int]) -> None:
@@ -291,7 +325,7 @@ def print_rows(kind: str, n: int, contrast: float, methods: list[Method], k: int
     print(f"| method | recall@{k} | queries/s | x one-at-a-time | x best batched | build s | index MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for m in methods:
-        mark = " (default)" if (m.n_trees, m.search_k) == default else ""
+        mark = " (default)" if m.backend == "annoy" and (m.n_trees, m.search_k) == default else ""
         build = "" if math.isnan(m.build_s) else f"{m.build_s:.1f}"
         size = "" if math.isnan(m.size_mb) else f"{m.size_mb:.0f}"
         print(
@@ -322,6 +356,18 @@ def print_summary(summaries: list[Summary], target: float, k: int, default: tupl
         print(
             f"| {s.kind} | {s.n:,} | {s.contrast:.2f} | {s.single_qps:,.0f} | {s.batched_qps:,.0f} | {best} | {dflt} |"
         )
+    print(f"\nAt equal recall (recall@{k} >= {target}): the fastest setting of each, one query per call, one core")
+    cols = ["data", "N", "exact batched q/s", "Annoy setting", "recall", "q/s", "Voyager setting", "recall", "q/s"]
+    print("| " + " | ".join([*cols, "Voyager / Annoy"]) + " |")
+    print("|---|---:|---:|---|---:|---:|---|---:|---:|---:|")
+    for s in summaries:
+        a, v = s.best, s.best_voyager
+        a_txt = (
+            "none | | " if a is None else f"trees {a.n_trees}, search_k {a.search_k} | {a.recall:.3f} | {a.qps:,.0f}"
+        )
+        v_txt = "none | | " if v is None else f"M {v.n_trees}, ef {v.search_k} | {v.recall:.3f} | {v.qps:,.0f}"
+        ratio = f"{v.qps / a.qps:.2f}" if a is not None and v is not None else ""
+        print(f"| {s.kind} | {s.n:,} | {s.batched_qps:,.0f} | {a_txt} | {v_txt} | {ratio} |")
     for kind in dict.fromkeys(s.kind for s in summaries):
         rows = sorted((s for s in summaries if s.kind == kind), key=lambda s: s.n)
         ratios = [(s.n, s.best.qps / s.batched_qps if s.best else 0.0) for s in rows]
@@ -373,6 +419,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads for exact search")
     parser.add_argument("--repeats", type=int, default=3, help="timing rounds; the median is reported")
     parser.add_argument("--target", type=float, default=0.95, help="recall@k an Annoy setting must reach")
+    parser.add_argument("--voyager-m", default="12,16,32", help="Voyager M values (graph links); empty: skip Voyager")
+    parser.add_argument("--voyager-ef", default="10,20,50,100,200,500", help="Voyager query ef values")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

@@ -32,7 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config value, e.g. weekly.rank=64",
         )
-        p.add_argument("--log-level", default=default, help="DEBUG, INFO, ... (default: logging.level, INFO)")
+        p.add_argument(
+            "--log-level",
+            default=default,
+            help="DEBUG, INFO, ... (default: logging.level when the config sets it, else WARNING: the steps' "
+            "own lines and tables only)",
+        )
+        p.add_argument(
+            "--verbose",
+            "-v",
+            action="store_true",
+            default=default,
+            help="everything: DEBUG records, Spark's INFO log and stage progress bars, MLflow's messages",
+        )
         p.add_argument(
             "--log-format",
             default=default,
@@ -86,7 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMON_OPTIONS = ("step", "config", "set", "log_level", "log_format")
+COMMON_OPTIONS = ("step", "config", "set", "log_level", "log_format", "verbose")
+
+
+def console_level(args: argparse.Namespace, cfg: Config) -> str:
+    """``--verbose``: DEBUG; else ``--log-level``; else ``logging.level`` when the config sets it; else WARNING,
+    so the console shows each step's progress and result lines (``ctx.say``) and nothing routine."""
+    if getattr(args, "verbose", False):
+        return "DEBUG"
+    if args.log_level:
+        return str(args.log_level)
+    return cfg.logging.level if "level" in cfg.logging.model_fields_set else "WARNING"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,14 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         step = canonical_step(args.step)
         cfg = load_config(args.config, args.set or [])
         log_format = args.log_format or cfg.logging.format
-        configure_logging(args.log_level or cfg.logging.level, log_format)
+        configure_logging(console_level(args, cfg), log_format)
     except (SpotrecError, ValueError) as exc:
         print(f"spotrec {args.step}: error: {exc}", file=sys.stderr)
         return 2
     options = {k: v for k, v in vars(args).items() if k not in COMMON_OPTIONS}
     with log_context(step=step):
         try:
-            _run(step, cfg, options)
+            _run(step, cfg, options, verbose=bool(getattr(args, "verbose", False)))
             return 0
         except SpotrecError as exc:
             if log_format == "json":
@@ -116,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
 
-def _run(step: str, cfg: Config, options: dict[str, Any]) -> None:
+def _run(step: str, cfg: Config, options: dict[str, Any], *, verbose: bool = False) -> None:
     """Run ``step`` with a session and storage built from ``cfg``."""
     from spotrec.spark import get_spark
     from spotrec.storage import Storage
 
-    spark = get_spark(cfg.spark)
+    spark = get_spark(cfg.spark, verbose=verbose)
     spark.sparkContext.setCheckpointDir(cfg.storage.checkpoint_dir)
     run_step(step, StepContext(spark=spark, storage=Storage(spark, cfg.storage), cfg=cfg, options=options))
 

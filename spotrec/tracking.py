@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -198,12 +199,19 @@ def _log_pyfunc(name: str, model: Any, artifacts: dict[str, str], example: pd.Da
 
     model.load_context(_Context(artifacts))
     signature = infer_signature(example, model.predict(None, example))
+    # Models from code (a file that names the class) rather than a pickled object: nothing is unpickled at
+    # load time, and MLflow does not warn about CloudPickle.
+    code = Path(tempfile.mkdtemp(prefix="spotrec-model-")) / f"{name}_model.py"
+    code.write_text(
+        f"import mlflow\nfrom spotrec.tracking import {type(model).__name__}\n\n"
+        f"mlflow.models.set_model({type(model).__name__}())\n"
+    )
     with warnings.catch_warnings():
         # The model's code is spotrec itself (code_paths); MLflow otherwise warns it cannot pin it.
         warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
         info = mlflow.pyfunc.log_model(
             name=name,
-            python_model=model,
+            python_model=str(code),
             artifacts=artifacts,
             signature=signature,
             input_example=example,

@@ -105,7 +105,8 @@ def test_cli_step_logs_json_lines_keyed_by_its_ops_runs_row(
 ) -> None:
     _one_table(spark, storage)
 
-    code = cli.main(["maintenance", *_settings(config), *how, "--no-vacuum", "--table", "gold.discover_weekly"])
+    argv = ["maintenance", *_settings(config), *how, "--log-level", "INFO", "--no-vacuum"]
+    code = cli.main([*argv, "--table", "gold.discover_weekly"])
 
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]  # every line is JSON
@@ -130,6 +131,21 @@ def test_cli_text_logs_by_default(
     spark: SparkSession, storage: Storage, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _one_table(spark, storage)
-    assert cli.main(["maintenance", *_settings(config), "--no-vacuum", "--table", "gold.discover_weekly"]) == 0
+    argv = ["maintenance", *_settings(config), "--log-level", "INFO", "--no-vacuum"]  # default console: WARNING
+    assert cli.main([*argv, "--table", "gold.discover_weekly"]) == 0
     err = capsys.readouterr().err
     assert re.search(r"^\S+ \S+ INFO spotrec\.steps\.maintenance: maintained gold\.discover_weekly", err, re.M), err
+
+
+def test_console_level_is_warning_unless_asked_for() -> None:
+    from spotrec.cli import build_parser, console_level
+    from spotrec.config import load_config
+
+    def level(argv: list[str], sets: list[str] | None = None) -> str:
+        return console_level(build_parser().parse_args(argv), load_config(None, sets or []))
+
+    assert level(["tables"]) == "WARNING"  # the steps' own lines and tables only
+    assert level(["tables"], ["logging.level=INFO"]) == "INFO"  # the config asked for it
+    assert level(["tables", "--log-level", "ERROR"]) == "ERROR"
+    assert level(["tables", "--verbose"]) == "DEBUG"
+    assert level(["--verbose", "tables"]) == "DEBUG"
