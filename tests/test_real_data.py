@@ -418,3 +418,15 @@ def test_pipeline_on_events_counts_and_playlists(tmp_path, capsys):
         lines = _step_lines(out, step)
         assert lines, f"{step} said nothing"
         assert not any("skipped" in line for line in lines), lines
+
+
+def test_reader_names_yaml_reads_as_booleans_must_be_quoted(tmp_path):
+    from spotrec.config import load_config
+    from spotrec.errors import ConfigError
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("ingest:\n  sources:\n    - {kind: playlists, format: yes, path: /data/yes_small}\n")
+    with pytest.raises((ConfigError, ValueError), match="quote the value"):
+        load_config(str(conf), [])
+    conf.write_text('ingest:\n  sources:\n    - {kind: playlists, format: "yes", path: /data/yes_small}\n')
+    assert load_config(str(conf), []).ingest.sources[0].format == "yes"
