@@ -1,6 +1,8 @@
-"""Spark MLlib implicit ALS vs the ``implicit`` library's CPU ALS, and blocked top-N vs recommendForAllUsers.
+"""Spark implicit ALS (MLlib and the CG solver) vs the ``implicit`` library's CPU ALS, and blocked top-N.
 
     python benchmarks/als_bench.py                     # 40k users x 10k tracks, ~2.1M interactions, rank 64
+    python benchmarks/als_bench.py --ranks 64,128 --loss-iters 1,2,3,5,10   # MLlib vs CG vs implicit (docs)
+    python benchmarks/als_bench.py --users 400000 --ranks 64   # the 10x larger matrix (~21M interactions)
     python benchmarks/als_bench.py --regs 0.1,0.2 --implicit-regs 2,4,8,16   # best-of-grid (the run in the report)
     python benchmarks/als_bench.py --users 2000 --items 500 --iters 3   # quick smoke run
 
@@ -28,7 +30,11 @@ Making the two libraries solve the same problem:
   ``--regs`` / ``--implicit-regs`` sweep small grids; the comparison is best-of-grid on each side (both
   chosen on the same held-out split, so both figures are equally optimistic).
 - Same rank, iterations, seed-controlled init (different RNGs, so not identical factors); implicit uses its
-  default conjugate-gradient solver (3 CG steps per solve), MLlib exact Cholesky.
+  default conjugate-gradient solver (3 CG steps per solve), MLlib exact Cholesky, the CG solver
+  (``weekly.solver: cg``, :mod:`spotrec.weekly.cg`) ``--cg-steps`` CG steps on MLlib's exact objective.
+- ``loss`` is that objective (:func:`spotrec.weekly.cg.implicit_objective`, MLlib's ALS-WR form) of the
+  fitted factors; ``--loss-iters`` refits each Spark solver with maxIter = 1, 2, ... (both are
+  deterministic, so the t-iteration fit is the t-th iterate) and prints the objective per iteration.
 
 Top-N timing: :func:`spotrec.weekly.topn.top_n_unheard` (exact, heard tracks excluded) vs MLlib's
 ``recommendForAllUsers`` (no exclusion), both for every training user at N = 10, both forced with the
@@ -54,7 +60,8 @@ from spotrec import columns as C
 from spotrec.config import SparkConfig, WeeklyConfig
 from spotrec.evaluation.metrics import ranking_metrics
 from spotrec.spark import get_spark
-from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.als import AlsRecommender, make_recommender
+from spotrec.weekly.cg import CgRecommender, implicit_objective
 from spotrec.weekly.topn import top_n_unheard
 
 
@@ -133,30 +140,76 @@ def run_spark(
 ) -> dict[str, Any]:
     train = with_ids(spark.createDataFrame(world.train).withColumnRenamed("rating", C.CONFIDENCE)).cache()
     train.count()
-    als = AlsRecommender(cfg, block_size=block_size)
+    als = make_recommender(cfg, block_size=block_size)
 
     def fit() -> None:
         als.fit(train)
-        als.model.userFactors.count()
-        als.model.itemFactors.count()
+        for frame in factor_frames(als):
+            frame.write.format("noop").mode("overwrite").save()
 
     _, fit_s = timed(fit)
-    users_f = als.model.userFactors.select(F.col("id").alias(C.USER_IDX), "features").cache()
-    items_f = als.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), "features").cache()
-    users_f.count(), items_f.count()
+    users_f, items_f = (frame.cache() for frame in factor_frames(als))
+    loss = objective(world, cfg, users_f, items_f)
     heard = train.select(C.USER_IDX, C.TRACK_IDX)
     _, topn_s = timed(
         lambda: top_n_unheard(users_f, items_f, heard, k, block_size).write.format("noop").mode("overwrite").save()
     )
     mllib_s = float("nan")
-    if time_mllib_topn:
+    if time_mllib_topn and isinstance(als, AlsRecommender):
         _, mllib_s = timed(lambda: als.model.recommendForAllUsers(k).write.format("noop").mode("overwrite").save())
     recs = with_ids(top_n_unheard(users_f, items_f, heard, k, block_size)).cache()
     recs.count()
     metrics = ranking_metrics(recs, relevant, k)
     recs.unpersist()
     train.unpersist()
-    return {"fit_s": fit_s, "topn_s": topn_s, "mllib_topn_s": mllib_s, **metrics}
+    if isinstance(als, CgRecommender):
+        als.unpersist()
+    return {"fit_s": fit_s, "topn_s": topn_s, "mllib_topn_s": mllib_s, "loss": loss, **metrics}
+
+
+def factor_frames(als: AlsRecommender | CgRecommender) -> tuple[DataFrame, DataFrame]:
+    """(user_idx, features) and (track_idx, features) of either solver."""
+    if isinstance(als, CgRecommender):
+        return als.user_factors_frame(), als.track_factors_frame()
+    return (
+        als.model.userFactors.select(F.col("id").alias(C.USER_IDX), "features"),
+        als.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), "features"),
+    )
+
+
+def _dense(frame: DataFrame, key: str, size: int, rank: int) -> np.ndarray:
+    pdf = frame.toPandas()
+    out = np.zeros((size, rank))
+    if len(pdf):
+        out[pdf[key].to_numpy()] = np.stack(pdf["features"].to_numpy())
+    return out
+
+
+def objective(world: World, cfg: WeeklyConfig, users_f: DataFrame, items_f: DataFrame) -> float:
+    """MLlib's implicit-ALS objective of the fitted factors (collected: a benchmark-sized matrix)."""
+    t = world.train
+    x = _dense(users_f, C.USER_IDX, world.users, cfg.rank)
+    y = _dense(items_f, C.TRACK_IDX, world.items, cfg.rank)
+    u, i, r = t["user_idx"].to_numpy(), t["track_idx"].to_numpy(), t["rating"].to_numpy()
+    return implicit_objective(u, i, r, x, y, cfg.alpha, cfg.reg_param)
+
+
+def loss_curve(spark: SparkSession, world: World, cfg: WeeklyConfig, iters: list[int]) -> None:
+    """The objective after t iterations of MLlib and of CG (t-iteration refits), one table row per t."""
+    train = with_ids(spark.createDataFrame(world.train).withColumnRenamed("rating", C.CONFIDENCE)).cache()
+    print(f"\nobjective per iteration, rank {cfg.rank}, regParam {cfg.reg_param:g}, cg_steps {cfg.cg_steps}")
+    print("| iteration | MLlib loss | CG loss | CG / MLlib |")
+    print("|---:|---:|---:|---:|")
+    for t in iters:
+        losses = []
+        for solver in ("mllib", "cg"):
+            c = cfg.model_copy(update={"solver": solver, "max_iter": t})
+            als = make_recommender(c).fit(train)
+            losses.append(objective(world, c, *factor_frames(als)))
+            if isinstance(als, CgRecommender):
+                als.unpersist()
+        print(f"| {t} | {losses[0]:,.1f} | {losses[1]:,.1f} | {losses[1] / losses[0]:.4f} |", flush=True)
+    train.unpersist()
 
 
 def run_implicit(
@@ -203,12 +256,13 @@ def run_implicit(
 
 
 def format_rows(rows: list[tuple[str, dict[str, Any]]], k: int) -> str:
-    head = f"| model | fit s | top-{k} s | ndcg@{k} | map@{k} | precision@{k} | recall@{k} |"
-    lines = [head, "|" + "---|" * 7]
+    head = f"| model | fit s | vs implicit fit | top-{k} s | ndcg@{k} | map@{k} | precision@{k} | recall@{k} | loss |"
+    lines = [head, "|" + "---|" * 9]
     for name, r in rows:
+        ratio = r.get("vs_implicit", float("nan"))
         lines.append(
-            f"| {name} | {r['fit_s']:.1f} | {r['topn_s']:.1f} | {r['ndcg']:.4f} | {r['map']:.4f} "
-            f"| {r['precision']:.4f} | {r['recall']:.4f} |"
+            f"| {name} | {r['fit_s']:.1f} | {ratio:.1f}x | {r['topn_s']:.1f} | {r['ndcg']:.4f} | {r['map']:.4f} "
+            f"| {r['precision']:.4f} | {r['recall']:.4f} | {r.get('loss', float('nan')):,.0f} |"
         )
     return "\n".join(lines)
 
@@ -264,7 +318,13 @@ def main() -> None:
     p.add_argument("--groups", type=int, default=20)
     p.add_argument("--own-share", type=float, default=0.7)
     p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--rank", type=int, default=64)
+    p.add_argument("--rank", type=int, default=64, help="rank of --tuning runs")
+    p.add_argument("--ranks", default="64", help="comma-separated ranks of the comparison (e.g. 64,128)")
+    p.add_argument("--solvers", default="mllib,cg", help="weekly.solver values to fit (comma-separated)")
+    p.add_argument("--cg-steps", type=int, default=3, help="weekly.cg_steps of the CG solver")
+    p.add_argument(
+        "--loss-iters", default="", help="e.g. 1,2,3,5,10: objective after t iterations, MLlib vs CG (refits)"
+    )
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--alpha", type=float, default=10.0)
     p.add_argument("--regs", type=_floats, default=[0.05], help="MLlib regParam values (ALS-WR), comma-separated")
@@ -310,6 +370,7 @@ def main() -> None:
         max_iter=a.iters,
         num_blocks=a.blocks,
         seed=a.seed,
+        cg_steps=a.cg_steps,
         checkpoint_interval=5,
         intermediate_storage_level=a.storage_level,
         final_storage_level=a.storage_level,
@@ -340,36 +401,64 @@ def main() -> None:
         spark.stop()
         return
     implicit_regs = a.implicit_regs or sorted({round(r * mean_n_u, 3) for r in a.regs} | set(a.regs))
-    implicit_rows: list[tuple[str, dict[str, Any]]] = []
-    for lam in [] if a.skip_implicit else implicit_regs:
-        r = run_implicit(spark, world, base, lam, relevant, a.k)
-        implicit_rows.append((f"implicit {a.rank}f lambda'={lam:g} (= {lam / mean_n_u:.4f} x mean n_u)", r))
-        print(format_rows(implicit_rows[-1:], a.k), flush=True)
-    spark_rows: list[tuple[str, dict[str, Any]]] = []
-    for i, reg in enumerate(a.regs):
-        cfg = base.model_copy(update={"reg_param": reg})
-        r = run_spark(spark, world, cfg, relevant, a.k, a.block_size, time_mllib_topn=i == 0)
-        spark_rows.append((f"Spark MLlib {a.rank}f regParam={reg:g} (ALS-WR)", r))
-        print(format_rows(spark_rows[-1:], a.k), flush=True)
+    names = {"mllib": "Spark MLlib", "cg": "Spark CG"}
+    rows: list[tuple[str, dict[str, Any]]] = []
+    summary: list[str] = []
+    for rank in [int(x) for x in a.ranks.split(",") if x]:
+        base_r = base.model_copy(update={"rank": rank})
+        implicit_rows: list[tuple[str, dict[str, Any]]] = []
+        for lam in [] if a.skip_implicit else implicit_regs:
+            r = run_implicit(spark, world, base_r, lam, relevant, a.k)
+            r["vs_implicit"] = 1.0
+            implicit_rows.append((f"implicit {rank}f lambda'={lam:g} (= {lam / mean_n_u:.4f} x mean n_u)", r))
+            print(format_rows(implicit_rows[-1:], a.k), flush=True)
+        ref = min((r["fit_s"] for _, r in implicit_rows), default=float("nan"))
+        spark_rows: list[tuple[str, dict[str, Any]]] = []
+        for solver in a.solvers.split(","):
+            for i, reg in enumerate(a.regs):
+                cfg = base_r.model_copy(update={"reg_param": reg, "solver": solver})
+                r = run_spark(spark, world, cfg, relevant, a.k, a.block_size, time_mllib_topn=i == 0)
+                r["vs_implicit"] = r["fit_s"] / ref
+                spark_rows.append((f"{names[solver]} {rank}f regParam={reg:g} (ALS-WR)", r))
+                print(format_rows(spark_rows[-1:], a.k), flush=True)
+        rows += implicit_rows + spark_rows
+        best = {
+            s: max((r for r in spark_rows if r[0].startswith(names[s])), key=lambda row: row[1]["ndcg"])
+            for s in a.solvers.split(",")
+        }
+        if "mllib" in best and "cg" in best:
+            cg, ml = best["cg"][1], best["mllib"][1]
+            summary.append(
+                f"rank {rank}: CG fit {cg['fit_s']:.1f}s = {cg['fit_s'] / ref:.1f}x implicit's {ref:.1f}s "
+                f"(MLlib {ml['fit_s'] / ref:.1f}x; target <= 5x); CG NDCG@{a.k} vs MLlib "
+                f"{cg['ndcg'] / ml['ndcg'] - 1:+.2%} (target within 2%); CG loss / MLlib loss "
+                f"{cg['loss'] / ml['loss']:.4f}"
+            )
+        if implicit_rows:
+            best_implicit = max(implicit_rows, key=lambda row: row[1]["ndcg"])
+            for name, r in best.values():
+                summary.append(
+                    f"rank {rank}: best {name} NDCG@{a.k} relative to best implicit ({best_implicit[0]}): "
+                    f"{r['ndcg'] / best_implicit[1]['ndcg'] - 1:+.1%}"
+                )
+        if a.loss_iters:
+            loss_curve(spark, world, base_r.model_copy(update={"reg_param": a.regs[0]}), _ints(a.loss_iters))
 
     print()
-    print(format_rows(implicit_rows + spark_rows, a.k))
-    best_spark = max(spark_rows, key=lambda row: row[1]["ndcg"])
-    if not implicit_rows:
-        spark.stop()
-        return
-    best_implicit = max(implicit_rows, key=lambda row: row[1]["ndcg"])
-    print(
-        f"\nbest Spark ({best_spark[0]}) NDCG@{a.k} relative to best implicit ({best_implicit[0]}): "
-        f"{best_spark[1]['ndcg'] / best_implicit[1]['ndcg'] - 1:+.1%} (target: within -3%)"
-    )
-    first = spark_rows[0][1]
-    print(
-        f"top-{a.k} for all {world.train['user_idx'].nunique():,} users: top_n_unheard "
-        f"{first['topn_s']:.1f}s (heard excluded) vs MLlib recommendForAllUsers {first['mllib_topn_s']:.1f}s "
-        f"(no exclusion)"
-    )
+    print(format_rows(rows, a.k))
+    print("\n" + "\n".join(summary))
+    first = next((r for name, r in rows if name.startswith("Spark MLlib")), None)
+    if first is not None:
+        print(
+            f"top-{a.k} for all {world.train['user_idx'].nunique():,} users: top_n_unheard "
+            f"{first['topn_s']:.1f}s (heard excluded) vs MLlib recommendForAllUsers {first['mllib_topn_s']:.1f}s "
+            f"(no exclusion)"
+        )
     spark.stop()
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 if __name__ == "__main__":
