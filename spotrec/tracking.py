@@ -178,7 +178,10 @@ def step_run(cfg: Config, step: str, run_id: str) -> Iterator[StepTracker | None
     try:
         yield StepTracker(run.info.run_id, cfg)
     except BaseException:
-        mlflow.end_run("FAILED")
+        try:
+            mlflow.end_run("FAILED")
+        except Exception as exc:  # never hide the step's own error behind a tracking one
+            log.warning("could not end MLflow run %s: %s", run.info.run_id, exc)
         raise
     mlflow.end_run("FINISHED")
 
