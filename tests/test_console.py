@@ -39,6 +39,7 @@ def test_a_tiny_pipeline_prints_no_unexpected_warning(tmp_path: Path) -> None:
         f"storage.artifacts_dir={root}/_artifacts",
         "spark.master=local[2]",
         "spark.shuffle_partitions=2",
+        "spark.driver_memory=1g",  # a shared CI machine: the tiny world needs little
         *WORLD,
     ]
     args = [a for s in sets for a in ("--set", s)]
