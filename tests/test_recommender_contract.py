@@ -2,7 +2,7 @@
 
 In the style of benfred/implicit's ``tests/recommender_base_test.py``: :class:`RecommenderContract` holds the
 tests; each ``Test*Contract`` class only says how to build its (fitted) model on a tiny shared world. Every
-recommender the harness scores is here: popularity, co-occurrence, MLlib ALS and each RNN method.
+recommender the harness scores is here: popularity, co-occurrence, MLlib ALS, CG ALS and each RNN method.
 
 The contract, for ``recommend(users, n, exclude)``:
 
@@ -33,7 +33,7 @@ from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityReco
 from spotrec.evaluation.recommender import InteractionRecommender, Recommender
 from spotrec.rnn.model import RnnModel, fit_rnn, user_histories
 from spotrec.rnn.recommender import LAST_TRACK, MEAN_HISTORY, MEAN_HISTORY_BIAS, RNN, RnnRecommender
-from spotrec.weekly.als import AlsRecommender
+from spotrec.weekly.als import AlsRecommender, make_recommender
 from tests.test_ann import _silver_events
 
 N = 3
@@ -173,6 +173,12 @@ class TestAlsContract(RecommenderContract):
     def build(self, world: World, fit: int) -> Recommender:
         cfg = WeeklyConfig(rank=2, max_iter=3, num_blocks=2, reg_param=0.1, alpha=1.0)
         return AlsRecommender(cfg, block_size=4)
+
+
+class TestCgAlsContract(RecommenderContract):
+    def build(self, world: World, fit: int) -> Recommender:
+        cfg = WeeklyConfig(rank=2, max_iter=3, num_blocks=2, reg_param=0.1, alpha=1.0, solver="cg")
+        return make_recommender(cfg, block_size=4)
 
 
 class RnnContract(RecommenderContract):
