@@ -15,6 +15,7 @@ from spotrec.features.interactions import (
     with_indexes,
 )
 from spotrec.steps.base import StepContext, StepResult
+from spotrec.steps.tables import table_rows
 from spotrec.storage import Storage
 from spotrec.tables import INTERACTIONS, PLAY_COUNTS, SILVER_EVENTS, TRACK_INDEX, USER_INDEX
 
@@ -51,7 +52,7 @@ def run_matrix(spark: SparkSession, storage: Storage, cfg: Config, say: Callable
     indexed = with_indexes(interactions, storage.read(USER_INDEX), storage.read(TRACK_INDEX))
     storage.overwrite(INTERACTIONS, indexed.repartition(spark.sparkContext.defaultParallelism, C.USER_IDX))
     interactions.unpersist()
-    n = storage.read(INTERACTIONS).count()
+    n = table_rows(storage, INTERACTIONS)
     say(f"[matrix] gold.interactions: {n:,} (user, track) rows")
     return n
 
