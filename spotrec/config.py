@@ -476,6 +476,10 @@ class RlConfig(_Section):
     """Upper bound on user model epochs (early stopping usually ends training sooner)."""
     user_model_patience: int = 4
     """Stop after this many epochs without a better validation log-loss; the best epoch is kept."""
+    termination: Literal["rule", "learned"] = "rule"
+    """How the learned simulator ends a session: ``rule`` (``quit_after_skips`` / ``quit_probability``)
+    or ``learned`` (the user model gets a fourth head, P(this play is the session's last | outcome), trained
+    on the logged sessions' last plays, and the simulator ends sessions from it)."""
     validation_fraction: float = 0.15
     """Share of training sessions held out for early stopping (split by session, not by row)."""
     test_fraction: float = 0.15

@@ -29,6 +29,7 @@ from spotrec.rl.user_model import (
     HEADS,
     SKIPPED,
     UserModelData,
+    UserModelNet,
     auc,
     calibration_table,
     evaluate_user_model,
@@ -118,7 +119,14 @@ def test_training_rows_use_only_earlier_sessions(spark: SparkSession) -> None:
     )
     tracks = _tracks(spark, [("a", 100_000, 0.2, 0.4, 0.6, 0.8, 100.0), ("b", 100_000, 0.0, 0.0, 1.0, 0.0, 200.0)])
     got = training_rows(events, tracks, cfg).select(
-        "session_id", "position", "track_id", *USER_COLUMNS, *TRACK_COLUMNS, *CONTEXT_COLUMNS, "label_skipped"
+        "session_id",
+        "position",
+        "track_id",
+        *USER_COLUMNS,
+        *TRACK_COLUMNS,
+        *CONTEXT_COLUMNS,
+        "label_skipped",
+        "label_ended",
     )
     # Global rates: skip 3/4; completion (1 + 0.05 * 3) / 4 = 0.2875. Catalogue mean taste: acousticness
     # 0.1, danceability 0.2, energy 0.8, valence 0.4, tempo 150/200 = 0.75. Plays: a 2, b 2 -> popularity 1.
@@ -137,10 +145,10 @@ def test_training_rows_use_only_earlier_sessions(spark: SparkSession) -> None:
     a = [0.2, 0.4, 0.6, 0.8, 0.5, 100_000 / 600_000, 1.0]
     b = [0.0, 0.0, 1.0, 0.0, 1.0, 100_000 / 600_000, 1.0]
     expected_rows = [
-        ("s1", 1, "a", *first, *a, 0.1, 0.0, 0),
-        ("s1", 2, "b", *first, *b, 0.2, 0.0, 1),
-        ("s2", 1, "a", *second, *a, 0.1, 0.0, 1),
-        ("s2", 2, "b", *second, *b, 0.2, 0.1, 1),  # one skip just before
+        ("s1", 1, "a", *first, *a, 0.1, 0.0, 0, 0),
+        ("s1", 2, "b", *first, *b, 0.2, 0.0, 1, 1),  # last play of s1: label_ended
+        ("s2", 1, "a", *second, *a, 0.1, 0.0, 1, 0),
+        ("s2", 2, "b", *second, *b, 0.2, 0.1, 1, 1),  # one skip just before
     ]
     expected = spark.createDataFrame(expected_rows, got.schema)
     assert_approx_df_equality(got, expected, precision=1e-9, ignore_row_order=True, ignore_nullable=True)
@@ -280,3 +288,48 @@ def test_user_model_recovers_planted_skip_rule(tmp_path) -> None:
     assert loaded.version == model.version
     np.testing.assert_allclose(loaded.predict(test), probs, rtol=1e-6)
     assert model.history and model.history[0]["epoch"] == 1
+
+
+def test_termination_head_learns_when_the_listener_leaves_and_drives_the_simulator(tmp_path) -> None:
+    """Planted: the listener leaves right after a skip late in the session (position feature > 0.5), never
+    otherwise. The fourth head must find it, per outcome, and the simulator must end sessions from it."""
+    from gymnasium.utils.env_checker import check_env
+
+    from spotrec.rl.env import LearnedResponse, PlaylistEnv, SessionSpec
+
+    def with_ends(data: UserModelData) -> UserModelData:
+        data.ended = ((data.labels[:, SKIPPED] == 1) & (data.context[:, 0] > 0.5)).astype(np.float32)
+        return data
+
+    cfg = RlConfig(
+        user_model_max_epochs=30, user_model_patience=4, user_model_batch_size=128, seed=3, termination="learned"
+    )
+    train, validation = (with_ends(planted_skip_data(n, seed=s)[0]) for n, s in ((3000, 1), (500, 2)))
+    test = with_ends(planted_skip_data(1000, seed=3)[0])
+    model = train_user_model(train, validation, FeatureLayout(), cfg)
+    assert model.has_termination
+    ctx = test.context
+    ends = np.array(
+        [model.end_probabilities(test.user[i], test.track[i], ctx[i])[0] for i in range(len(test))]
+    )  # (n, 3): complete, listen, skip
+    # Each play's own outcome (complete or skip in this data): the head ranks the real last plays first.
+    own = np.where(test.labels[:, SKIPPED] == 1, 2, 0)
+    p_end = ends[np.arange(len(test)), own]
+    assert auc(test.ended, p_end) > 0.95
+    assert np.mean((p_end > 0.5) == (test.ended == 1)) > 0.95
+    # The round trip keeps the head; a model trained without it has today's parameters only.
+    save_user_model(model, tmp_path / "um")
+    loaded = load_user_model(tmp_path / "um")
+    np.testing.assert_allclose(loaded.end_probabilities(test.user[0], test.track[0], ctx[0]), ends[:1], rtol=1e-6)
+    plain = UserModelNet(FeatureLayout(), [8])
+    assert not any(k.startswith("end.") for k in plain.state_dict())
+
+    # The simulator quits from the head: a late always-skipped track ends the session.
+    layout = FeatureLayout()
+    spec = SessionSpec("u1", test.user[0], np.array(["t0", "t1"]), test.track[:2])
+    probs = LearnedResponse(model).probabilities(spec, np.array([0, 1]), position=40, consecutive_skips=0)
+    assert probs.p_quit_after is not None and probs.p_quit_after.shape == (2, 3)
+    env = PlaylistEnv([spec], LearnedResponse(model), cfg.model_copy(update={"pool_size": 2}), layout)
+    check_env(env, skip_render_check=True)
+    with pytest.raises(ValueError, match="label_ended"):
+        train_user_model(planted_skip_data(50, 4)[0], planted_skip_data(50, 5)[0], layout, cfg)

@@ -203,7 +203,8 @@ def load_policy(path: str | Path) -> tuple[TrainedAgent, LearnedUserModel | None
     layout = FeatureLayout.from_dict(payload["layout"])
     # Checkpoints from before the reward prior and the dueling streams had neither: load them as trained.
     cfg = RlConfig.from_dict(LEGACY_Q_SETTINGS | payload["config"])
-    inner = UserModelNet(layout, cfg.user_model_hidden) if payload.get("q_uses_user_model") else None
+    termination = cfg.termination == "learned"
+    inner = UserModelNet(layout, cfg.user_model_hidden, termination) if payload.get("q_uses_user_model") else None
     q = q_network(layout, cfg, inner)
     q.load_state_dict(payload["q_state_dict"])
     q.eval()

@@ -122,7 +122,11 @@ def context_vector(position: int, consecutive_skips: int, cfg: RlConfig) -> np.n
 
 
 class LearnedResponse:
-    """The learned user model as a :class:`ResponseModel` (the simulator's default world)."""
+    """The learned user model as a :class:`ResponseModel` (the simulator's default world).
+
+    With ``rl.termination: learned`` (and a model trained with its termination head) the head's
+    P(end | outcome) ends sessions; otherwise the env's consecutive-skip rule does.
+    """
 
     def __init__(self, model: LearnedUserModel) -> None:
         self.model = model
@@ -131,8 +135,14 @@ class LearnedResponse:
         self, session: SessionSpec, candidates: np.ndarray, position: int, consecutive_skips: int
     ) -> ResponseProbs:
         ctx = context_vector(position, consecutive_skips, self.model.cfg)
-        p = self.model.probabilities(session.user_features, session.track_features[candidates], ctx)
-        return ResponseProbs(p_complete=p[:, COMPLETED], p_skip=p[:, SKIPPED], p_listen=p[:, LISTENED])
+        track = session.track_features[candidates]
+        p = self.model.probabilities(session.user_features, track, ctx)
+        quit_after = None
+        if self.model.cfg.termination == "learned" and self.model.has_termination:
+            quit_after = self.model.end_probabilities(session.user_features, track, ctx)
+        return ResponseProbs(
+            p_complete=p[:, COMPLETED], p_skip=p[:, SKIPPED], p_listen=p[:, LISTENED], p_quit_after=quit_after
+        )
 
 
 class TableResponse:

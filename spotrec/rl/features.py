@@ -13,7 +13,8 @@ track at a given point of a session. Its inputs come in three blocks, each a lis
 
 Labels: ``label_completed`` (played to ``completion_fraction`` of its length), ``label_skipped`` (the
 event's skip flag; where a source has none, "not listened past ``listen_threshold_s``", Spotify's 30 s
-stream rule), ``label_listened`` (played more than ``listen_threshold_s`` seconds).
+stream rule), ``label_listened`` (played more than ``listen_threshold_s`` seconds); ``label_ended`` (the
+session's last play: the learned termination head's label).
 
 Everything here is a pure ``DataFrame -> DataFrame`` transform; reading and writing tables is in
 :mod:`spotrec.steps.rl`.
@@ -41,6 +42,8 @@ LABEL_COMPLETED = "label_completed"
 LABEL_SKIPPED = "label_skipped"
 LABEL_LISTENED = "label_listened"
 LABELS = (LABEL_COMPLETED, LABEL_SKIPPED, LABEL_LISTENED)
+LABEL_ENDED = "label_ended"
+"""1 on a session's last play (the learned termination head's label; not one of the three response heads)."""
 SPLIT = "split"
 VECTOR = "vector"
 """Column of the optional ``(user_id | track_id, vector)`` frames (e.g. ALS factors, RNN taste vectors)."""
@@ -286,7 +289,8 @@ def training_rows(
 
     Returns:
         user_id, session_id, session_start, position, track_id, the ``u_*``, ``t_*``, ``c_*`` columns of
-        :class:`FeatureLayout` (plus ``u_vector`` / ``t_vector`` when given) and the three labels.
+        :class:`FeatureLayout` (plus ``u_vector`` / ``t_vector`` when given), the three labels and
+        ``label_ended``.
     """
     plays = labelled_plays(events, tracks, cfg)
     track_cols = track_feature_columns(tracks, plays, cfg, track_vectors, track_vector_dim)
@@ -307,8 +311,10 @@ def training_rows(
         in_session.rowsBetween(Window.unboundedPreceding, -1)
     )
     run_before = F.col(C.POSITION) - 1 - F.coalesce(last_not_skipped, F.lit(0))
+    last_position = F.max(C.POSITION).over(Window.partitionBy(C.USER_ID, C.SESSION_ID))
     context = plays.select(
         "*",
+        (F.col(C.POSITION) == last_position).cast("int").alias(LABEL_ENDED),
         F.least(F.col(C.POSITION).cast("double") / cfg.max_position, F.lit(1.0)).alias("c_position"),
         (F.least(run_before, F.lit(SKIP_RUN_CAP)).cast("double") / SKIP_RUN_CAP).alias("c_consecutive_skips"),
     )
@@ -326,6 +332,7 @@ def training_rows(
         *CONTEXT_COLUMNS,
         *extra,
         *LABELS,
+        LABEL_ENDED,
     )
 
 

@@ -1,7 +1,8 @@
 """The learned user model (world model): how a listener responds to a track at a point of a session.
 
 ``f(user context, track features, session context) -> P(complete), P(skip), P(listen > X)``: one MLP trunk
-with three sigmoid heads, trained jointly with binary cross-entropy. It is the simulator's engine
+with three sigmoid heads, trained jointly with binary cross-entropy (with ``rl.termination: learned``, a
+fourth head gives P(the session ends after this play | its outcome)). It is the simulator's engine
 (:mod:`spotrec.rl.env`) and the greedy baseline's scorer, so it is judged on held-out sessions
 against two baselines (the global rate, the track's historical rate) by AUC, log-loss and calibration,
 and, on the synthetic world, against the true probabilities.
@@ -31,6 +32,7 @@ from spotrec import columns as C
 from spotrec.config import RlConfig
 from spotrec.rl.features import (
     CONTEXT_FEATURES,
+    LABEL_ENDED,
     LABELS,
     TRACK_FEATURES,
     USER_FEATURES,
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 HEADS = ("completed", "skipped", "listened")
 """Output order of the three heads (matches :data:`spotrec.rl.features.LABELS`)."""
 COMPLETED, SKIPPED, LISTENED = range(3)
+OUTCOME_LABELS = np.array([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+"""The three head labels of each simulator outcome (complete, listen, skip): the termination head's input."""
 EPS = 1e-7
 
 
@@ -56,6 +60,8 @@ class UserModelData:
     """(n, 3) in :data:`HEADS` order."""
     track_ids: np.ndarray | None = None
     """Track ids per row (for the track-rate baseline)."""
+    ended: np.ndarray | None = None
+    """(n,) 1 on a session's last play (the termination head's label), when the rows have it."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -73,13 +79,19 @@ class UserModelData:
             context=stack(CONTEXT_FEATURES),
             labels=pdf[list(LABELS)].to_numpy(dtype=np.float32),
             track_ids=pdf[C.TRACK_ID].to_numpy() if C.TRACK_ID in pdf else None,
+            ended=pdf[LABEL_ENDED].to_numpy(dtype=np.float32) if LABEL_ENDED in pdf else None,
         )
 
 
 class UserModelNet(nn.Module):
-    """MLP trunk over ``[user, track, context]`` with three logit heads (complete, skip, listen > X)."""
+    """MLP trunk over ``[user, track, context]`` with three logit heads (complete, skip, listen > X).
 
-    def __init__(self, layout: FeatureLayout, hidden: Sequence[int]) -> None:
+    With ``termination`` a fourth head (created after the others, so a model without it is unchanged)
+    gives the logit of "the listener ends the session after this play" from the trunk and the play's
+    outcome (its three labels): P(end | state, track, outcome), what the simulator needs per outcome.
+    """
+
+    def __init__(self, layout: FeatureLayout, hidden: Sequence[int], termination: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = layout.user_dim + layout.track_dim + layout.context_dim
@@ -88,10 +100,20 @@ class UserModelNet(nn.Module):
             width = h
         self.trunk = nn.Sequential(*layers)
         self.heads = nn.Linear(width, len(HEADS))
+        self.end = nn.Linear(width + len(HEADS), 1) if termination else None
 
     def forward(self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Logits, shape (n, 3)."""
         return self.heads(self.trunk(torch.cat([user, track, context], dim=-1)))
+
+    def end_logits(
+        self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor, outcome: torch.Tensor
+    ) -> torch.Tensor:
+        """Termination logits, shape (n,), given each play's (n, 3) outcome labels."""
+        if self.end is None:
+            raise ValueError("this user model has no termination head (rl.termination: learned trains one)")
+        hidden = self.trunk(torch.cat([user, track, context], dim=-1))
+        return self.end(torch.cat([hidden, outcome], dim=-1)).squeeze(-1)
 
 
 @dataclass
@@ -119,6 +141,24 @@ class LearnedUserModel:
         self.net.eval()
         return torch.sigmoid(self.net(user_t, track_t, ctx_t)).numpy().astype(np.float64)
 
+    @property
+    def has_termination(self) -> bool:
+        return self.net.end is not None
+
+    @torch.no_grad()
+    def end_probabilities(self, user: np.ndarray, track: np.ndarray, context: np.ndarray) -> np.ndarray:
+        """(n, 3) P(the listener ends the session after this play | outcome complete, listen, skip)."""
+        track_t = torch.from_numpy(np.array(np.atleast_2d(track), dtype=np.float32))
+        n = track_t.shape[0]
+        user_t = torch.from_numpy(np.array(np.atleast_2d(user), dtype=np.float32)).expand(n, -1)
+        ctx_t = torch.from_numpy(np.array(np.atleast_2d(context), dtype=np.float32)).expand(n, -1)
+        self.net.eval()
+        out = [
+            torch.sigmoid(self.net.end_logits(user_t, track_t, ctx_t, torch.from_numpy(o).expand(n, -1)))
+            for o in OUTCOME_LABELS
+        ]
+        return torch.stack(out, dim=-1).numpy().astype(np.float64)
+
     def predict(self, data: UserModelData, batch_size: int = 65_536) -> np.ndarray:
         """Probabilities for every row of ``data``, shape (n, 3)."""
         out = [
@@ -134,11 +174,35 @@ def _tensors(data: UserModelData) -> tuple[torch.Tensor, ...]:
     return tuple(torch.as_tensor(a, dtype=torch.float32) for a in (data.user, data.track, data.context, data.labels))
 
 
+def _loss(
+    net: UserModelNet,
+    user: torch.Tensor,
+    track: torch.Tensor,
+    ctx: torch.Tensor,
+    labels: torch.Tensor,
+    ended: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mean BCE over the three heads, or over all four (each head weighted alike) with the termination head."""
+    loss = nn.functional.binary_cross_entropy_with_logits(net(user, track, ctx), labels)
+    if net.end is None or ended is None:
+        return loss
+    end = nn.functional.binary_cross_entropy_with_logits(net.end_logits(user, track, ctx, labels), ended)
+    return (len(HEADS) * loss + end) / (len(HEADS) + 1)
+
+
+def _ended(data: UserModelData, net: UserModelNet) -> torch.Tensor | None:
+    if net.end is None:
+        return None
+    if data.ended is None:
+        raise ValueError("rl.termination: learned needs the label_ended column in the training rows")
+    return torch.as_tensor(data.ended, dtype=torch.float32)
+
+
 @torch.no_grad()
 def _mean_loss(net: UserModelNet, data: UserModelData) -> float:
     user, track, ctx, labels = _tensors(data)
     net.eval()
-    return float(nn.functional.binary_cross_entropy_with_logits(net(user, track, ctx), labels))
+    return float(_loss(net, user, track, ctx, labels, _ended(data, net)))
 
 
 def train_user_model(
@@ -151,9 +215,10 @@ def train_user_model(
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"user model needs train and validation rows; got {len(train)} and {len(validation)}")
     torch.manual_seed(cfg.seed)
-    net = UserModelNet(layout, cfg.user_model_hidden)
+    net = UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.user_model_lr, weight_decay=cfg.user_model_weight_decay)
     user, track, ctx, labels = _tensors(train)
+    ended = _ended(train, net)
     gen = torch.Generator().manual_seed(cfg.seed)
     best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     history: list[dict[str, float]] = []
@@ -164,7 +229,7 @@ def train_user_model(
         total = 0.0
         for start in range(0, len(train), cfg.user_model_batch_size):
             idx = order[start : start + cfg.user_model_batch_size]
-            loss = nn.functional.binary_cross_entropy_with_logits(net(user[idx], track[idx], ctx[idx]), labels[idx])
+            loss = _loss(net, user[idx], track[idx], ctx[idx], labels[idx], None if ended is None else ended[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -221,7 +286,7 @@ def user_model_payload(model: LearnedUserModel) -> dict[str, Any]:
 def user_model_from_payload(payload: dict[str, Any]) -> LearnedUserModel:
     layout = FeatureLayout.from_dict(payload["layout"])
     cfg = RlConfig.from_dict(payload["config"])
-    net = UserModelNet(layout, cfg.user_model_hidden)
+    net = UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
     net.load_state_dict(payload["state_dict"])
     net.eval()
     return LearnedUserModel(net=net, layout=layout, cfg=cfg, version=payload["version"], history=payload["history"])
