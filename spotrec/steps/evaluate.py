@@ -68,7 +68,7 @@ def evaluate_weekly(
         train, relevant = holdout_interactions(storage, cfg)
         dataset, split = "holdout", f"train = {1 - HOLDOUT_FRACTION:.0%} of each user's items, test = the rest"
     k = cfg.weekly.eval_k
-    weekly = safe_als_config(cfg.weekly, *data_size(storage, INTERACTIONS), say, "evaluate")
+    weekly = safe_als_config(cfg.weekly, *data_size(train), say, "evaluate")
     recommenders: list[Recommender] = [
         PopularityRecommender(),
         CooccurrenceRecommender(),
@@ -92,6 +92,13 @@ def run(ctx: StepContext) -> StepResult:
     why = too_few_listeners(listeners(ctx.storage, INTERACTIONS))
     if why:
         return skip(ctx, "evaluate", why)
-    with ctx.tracked("evaluate", inputs=[SILVER_EVENTS, TRACKS], outputs=[MODEL_METRICS]) as run_id:
-        evaluate_weekly(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
+    from spotrec.steps.needs import singular
+
+    try:
+        with ctx.tracked("evaluate", inputs=[SILVER_EVENTS, TRACKS], outputs=[MODEL_METRICS]) as run_id:
+            evaluate_weekly(ctx.spark, ctx.storage, ctx.cfg, run_id, say=ctx.say)
+    except Exception as exc:
+        if not singular(exc):
+            raise
+        return skip(ctx, "evaluate", "ALS cannot factor this little data (a singular system); lower weekly.rank")
     return ctx.result("evaluate", run_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spotrec import columns as C
@@ -73,7 +74,18 @@ def safe_als_config(
     return cfg.model_copy(update={"rank": rank, "reg_param": reg})
 
 
-def data_size(storage: Storage, spec: TableSpec) -> tuple[int, int]:
-    """(distinct users, distinct tracks) of an interactions table, in one aggregate."""
-    row = storage.read(spec).agg(F.countDistinct(C.USER_ID), F.countDistinct(C.TRACK_ID)).first()
-    return (int(row[0]), int(row[1])) if row else (0, 0)
+def data_size(interactions: DataFrame) -> tuple[int, int]:
+    """(users, tracks) with a positive confidence in interactions, minus one each, in one aggregate.
+
+    Only those get a nonzero factor and regularisation under ALS-WR, so they bound the rank that keeps
+    every normal-equation system positive definite.
+    """
+    pos = F.when(F.col(C.CONFIDENCE) > 0, F.col(C.USER_ID))
+    pos_t = F.when(F.col(C.CONFIDENCE) > 0, F.col(C.TRACK_ID))
+    row = interactions.agg(F.countDistinct(pos), F.countDistinct(pos_t)).first()
+    return (max(int(row[0]) - 1, 1), max(int(row[1]) - 1, 1)) if row else (1, 1)
+
+
+def singular(exc: BaseException) -> bool:
+    """Whether a Spark error is MLlib's SingularMatrixException (ALS on data it cannot factor)."""
+    return "SingularMatrixException" in str(exc)

@@ -99,7 +99,7 @@ def run_weekly(
     from spotrec.steps.needs import data_size, safe_als_config
 
     als = make_recommender(
-        safe_als_config(cfg.weekly, *data_size(storage, INTERACTIONS), logging.getLogger(__name__).info, "weekly"),
+        safe_als_config(cfg.weekly, *data_size(interactions), logging.getLogger(__name__).info, "weekly"),
         cfg.storage.checkpoint_dir,
         block_size=cfg.weekly.user_block_size,
         input_version=f"{INTERACTIONS.full_name}@v{input_version}",
@@ -244,7 +244,14 @@ def run(ctx: StepContext) -> StepResult:
             )
             ctx.say(f"[weekly] training the final model with {best}")
         week = ctx.option("week") or playlist_week(ctx.storage)
-        summary = run_weekly(ctx.spark, ctx.storage, cfg, run_id, week)
+        try:
+            summary = run_weekly(ctx.spark, ctx.storage, cfg, run_id, week)
+        except Exception as exc:
+            from spotrec.steps.needs import singular
+
+            if not singular(exc):
+                raise
+            return skip(ctx, "weekly", "ALS cannot factor this little data (a singular system); lower weekly.rank")
         ctx.say(f"[weekly] model {summary['model_version']}, Discover Weekly for week {summary['week']}")
         if ctx.tracker is not None:
             log_als(ctx, str(summary["model_version"]))
