@@ -130,6 +130,8 @@ def _quiet_mlflow(cfg: Config) -> None:
     if logging.getLogger().level > logging.DEBUG:
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Logging a model downloads its files back to validate the input example, with a tqdm bar each time.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     del cfg
 
 
