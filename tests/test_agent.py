@@ -514,5 +514,6 @@ def test_run_playlists_end_to_end(spark: SparkSession, storage: Storage, config:
 
     ops = storage.read(MODEL_METRICS).where("run_id = 'run-1'").toPandas()
     assert {"rl_policy:ah_dqn", "rl_policy:random", "rl_policy:greedy_user_model"} <= set(ops["model"])
-    assert set(ops["dataset"]) == {"learned_sim"}  # no ground truth in this world
+    # No ground truth in this world; "training" holds the AH-DQN training curve.
+    assert set(ops["dataset"]) == {"learned_sim", "training"}
     assert (ops["metric"] == "session_reward_mean").sum() == len(set(ops["model"]))
