@@ -154,7 +154,7 @@ CONSOLE_ALLOWED_WARNINGS: dict[str, str] = {
     "the vector API; no log4j logger to configure",
     "No Partition Defined for Window operation": "single-partition windows, being removed at their source "
     "(issue 15); not suppressed meanwhile",
-    "could not bind on port 4040": "another Spark application on the machine holds the UI port; Spark takes "
+    "SparkUI' could not bind on port": "another Spark application on the machine holds the UI port; Spark takes "
     "the next one (seen on shared CI machines only)",
 }
 """The only WARN lines a quiet ``spotrec`` run may print (substring -> why it is accepted); everything else is
