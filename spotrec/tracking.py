@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -86,8 +87,19 @@ def metric_key(dataset: str, model: str, metric: str, k: int | None) -> tuple[st
     curve: ``training/<model>/<metric>`` at step ``k``.
     """
     if dataset == TRAINING_DATASET:
-        return f"{dataset}/{model}/{metric}", int(k or 0)
-    return f"{dataset}/{model}/{metric}" + (f"_at_{k}" if k is not None else ""), 0
+        return mlflow_name(f"{dataset}/{model}/{metric}"), int(k or 0)
+    return mlflow_name(f"{dataset}/{model}/{metric}" + (f"_at_{k}" if k is not None else "")), 0
+
+
+_NOT_IN_MLFLOW_NAMES = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def mlflow_name(name: str) -> str:
+    """``name`` with the characters MLflow refuses in metric names spelled out (``+`` -> ``_plus_``) or ``_``.
+
+    Model names such as ``mean_history+rnn_bias`` are valid in ops.model_metrics but not in MLflow.
+    """
+    return _NOT_IN_MLFLOW_NAMES.sub("_", name.replace("+", "_plus_"))
 
 
 @dataclass

@@ -147,7 +147,19 @@ def test_rl_config_round_trips_through_a_checkpoint_dict() -> None:
 def test_to_dict_is_json() -> None:
     data = json.loads(json.dumps(load_config(DEMO).to_dict()))
     assert data["weekly"]["rank"] == 8 and data["rl"]["seed"] == 1
-    assert set(data) == {"seed", "storage", "spark", "generate", "ingest", "matrix", "weekly", "rnn", "rl", "logging", "tracking"}
+    assert set(data) == {
+        "seed",
+        "storage",
+        "spark",
+        "generate",
+        "ingest",
+        "matrix",
+        "weekly",
+        "rnn",
+        "rl",
+        "logging",
+        "tracking",
+    }
 
 
 def test_demo_config_loads_with_its_values(caplog: pytest.LogCaptureFixture) -> None:

@@ -119,3 +119,15 @@ def test_logged_policy_loads_and_plans_a_batch(config: Config, tmp_path: Path) -
     assert plans.shape == (2, 3)
     assert len(set(plans[0])) == 3 and set(plans[0]) <= set(range(5))  # three distinct candidates
     assert sorted(plans[1][:2]) == [0, 1] and plans[1][2] == -1  # a pool of two: both, then padding
+
+
+def test_metric_names_mlflow_refuses_are_spelled_out() -> None:
+    assert metric_key("last-week", "mean_history+rnn_bias", "next_track_hit_rate", 10) == (
+        "last-week/mean_history_plus_rnn_bias/next_track_hit_rate_at_10",
+        0,
+    )
+    assert metric_key("training", "rl_policy:ah_dqn", "episode_return", 40) == (
+        "training/rl_policy:ah_dqn/episode_return",
+        40,
+    )
+    assert metric_key("ground-truth", "als(taste)", "ari", None) == ("ground-truth/als_taste_/ari", 0)
