@@ -9,6 +9,7 @@ Only ``spotrec.steps`` (and tools over whole tables) use it: model packages stay
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
@@ -93,15 +94,33 @@ class Storage:
         """Create the empty table with its schema and partitioning if it does not exist."""
         from delta.tables import DeltaTable
 
-        if self.exists(spec):
-            return
-        builder = DeltaTable.createIfNotExists(self.spark).addColumns(spec.schema)
-        builder = builder.tableName(self.table_name(spec)) if self.uses_catalog else builder.location(self.path(spec))
-        if spec.partition_by:
-            builder = builder.partitionedBy(*spec.partition_by)
-        if spec.description:
-            builder = builder.comment(spec.description)
-        builder.execute()
+        if not self.exists(spec):
+            builder = DeltaTable.createIfNotExists(self.spark).addColumns(spec.schema)
+            where = self.table_name(spec) if self.uses_catalog else self.path(spec)
+            builder = builder.tableName(where) if self.uses_catalog else builder.location(where)
+            if spec.partition_by:
+                builder = builder.partitionedBy(*spec.partition_by)
+            if spec.description:
+                builder = builder.comment(spec.description)
+            builder.execute()
+        self._await_visible(spec)
+
+    def _await_visible(self, spec: TableSpec, attempts: int = 20, delay_s: float = 0.5) -> None:
+        """Wait until the table can be opened for a MERGE.
+
+        A table that a concurrent writer (a second ingest) is creating at this moment already looks like a
+        Delta table to ``isDeltaTable`` while ``DeltaTable.forPath`` still answers DELTA_TABLE_NOT_FOUND;
+        the MERGE that follows would fail on it (seen in tests/test_faults.py's concurrent ingests).
+        """
+        for attempt in range(attempts):
+            try:
+                self.delta_table(spec)
+                return
+            except Exception as exc:
+                transient = "DELTA_TABLE_NOT_FOUND" in str(exc) or "is not a Delta table" in str(exc)
+                if not transient or attempt == attempts - 1:
+                    raise
+                time.sleep(delay_s)
 
     def _writer(self, df: DataFrame, spec: TableSpec, mode: str):  # type: ignore[no-untyped-def]
         writer = conform(df, spec).write.format("delta").mode(mode)
