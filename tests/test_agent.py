@@ -475,6 +475,7 @@ def _tiny_world(spark: SparkSession, storage: Storage) -> None:
     storage.overwrite(TRACK_FACTORS, spark.createDataFrame(tracks_f, TRACK_FACTORS.schema))
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_run_playlists_end_to_end(spark: SparkSession, storage: Storage, config: Config) -> None:
     _tiny_world(spark, storage)
     rl = RlConfig(

@@ -173,6 +173,7 @@ def _silver_events(spark, plays):
     return conform(df, SILVER_EVENTS)
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_serve_rnn_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path) -> None:
     import torch
 

@@ -129,6 +129,7 @@ def _small_matrix(spark: SparkSession) -> tuple[DataFrame, pd.DataFrame]:
     return spark.createDataFrame(pdf), pdf
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_cg_reaches_mllibs_objective_and_both_shipping_paths_agree(spark: SparkSession) -> None:
     train, pdf = _small_matrix(spark)
     cfg = CFG.model_copy(update={"rank": 6, "max_iter": 10, "reg_param": 0.05})

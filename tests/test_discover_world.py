@@ -39,6 +39,8 @@ WORLD = GenerateConfig(
 )
 ALS = WeeklyConfig(rank=8, reg_param=0.05, alpha=1.0, max_iter=10, num_blocks=2)
 
+pytestmark = pytest.mark.slow  # builds a sparse 800-user world through the generator
+
 
 @pytest.fixture(scope="module")
 def sparse_world(

@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
@@ -113,6 +114,7 @@ def test_same_play_gets_same_event_id_and_first_copy_is_kept(spark):
     assert deduped.where(F.col(C.EVENT_ID) == ids[1]).select(C.SOURCE_FILE).collect()[0][0] == "f1.jsonl"
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_rows_are_conserved_and_rerun_changes_nothing(spark, storage, config):
     batch1 = raw_rows(
         spark,

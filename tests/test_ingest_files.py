@@ -45,6 +45,7 @@ def _write_bad_jsonl(path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_bad_file_rows_are_conserved_and_rerun_is_idempotent(spark, storage: Storage, config, tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()

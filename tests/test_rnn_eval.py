@@ -117,6 +117,7 @@ def test_rnn_beats_mean_of_history_on_a_planted_sequential_world(spark, tmp_path
     assert res["rnn"]["hit@5"] >= res["last_track"]["hit@5"]
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_rnn_evaluation_end_to_end_stores_every_figure_beside_als(spark, storage, config, capsys) -> None:
     """Two weeks of sessions walking the successor cycle; the last week is the test week."""
     from pyspark.sql import functions as F

@@ -199,6 +199,7 @@ def test_user_taste_profile_shares(spark: SparkSession) -> None:
 # -- the whole step ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a whole step end to end: in make test, not make test-fast
 def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, config: Config) -> None:
     # Two blocks of 6 users x 6 tracks; user u has heard its block's tracks except track u (checkerboard);
     # artist of track i is "a{i // 2}", so the 1-per-artist cap forbids a track's block neighbour pair.
