@@ -102,7 +102,12 @@ class Storage:
                 builder = builder.partitionedBy(*spec.partition_by)
             if spec.description:
                 builder = builder.comment(spec.description)
-            builder.execute()
+            try:
+                builder.execute()
+            except Exception as exc:
+                # A concurrent writer created (or is creating) it between exists() and execute().
+                if "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" not in str(exc) and not self.exists(spec):
+                    raise
         self._await_visible(spec)
 
     def _await_visible(self, spec: TableSpec, attempts: int = 20, delay_s: float = 0.5) -> None:
