@@ -1,15 +1,9 @@
 """Candidate pools, session specs and playlist generation of the RL system (pure Spark / numpy).
 
-The ``rl`` step (:mod:`spotrec.steps.rl`) wires them: -> simulator -> AH-DQN -> evaluation -> playlists for every user.
-
-1. Training rows from ``silver.listen_events`` + ``silver.tracks`` (Spark), split by session.
-2. The user model is trained on the driver, evaluated on held-out sessions against baselines (and, on the
-   synthetic world, against the true probabilities) into ``gold.user_model_metrics``, and checkpointed.
-3. Candidate pools are drawn per user and session on executors; the AH-DQN trains in the learned simulator.
-4. The agent and the baselines are evaluated in the learned simulator and, when the synthetic ground
-   truth exists, against the true listener; the figures go to ``ops.model_metrics``.
-5. The policy checkpoint (with the user model inside) is shipped to executors as a file, and
-   ``mapInPandas`` writes each user's playlist to ``gold.rl_playlists``.
+Pools are drawn per user and session on executors; the driver collects only bounded samples (the user
+model's training rows up to ``rl.max_training_rows``, the training and evaluation sessions of
+``rl.training_users`` / ``rl.eval_sessions`` users); every user's playlist is generated on executors
+(``mapInPandas``). The ``rl`` step (:mod:`spotrec.steps.rl`) wires them.
 """
 
 from __future__ import annotations
