@@ -413,11 +413,24 @@ class RnnConfig(_Section):
     """Nodes inspected per query; -1 lets Annoy use n_trees * n (n = results asked for). 2000 with 50 trees
     measured recall@10 >= 0.95 on clustered vectors at 100K and 300K songs and on learned-like ones at 100K
     (``benchmarks/ann_bench.py``, docs/benchmarks.md)."""
+    voyager_m: int = 16
+    """Voyager (HNSW) links per node: more links, better recall, bigger index and slower build."""
+    voyager_ef_construction: int = 200
+    """Voyager's candidate list while building the graph (build quality)."""
+    voyager_ef: int = 100
+    """Voyager's candidate list per query (at least the results asked for): Voyager's counterpart of
+    ``search_k``, on its own scale (a list length, not a node count). Measured in ``benchmarks/ann_bench.py``
+    (docs/benchmarks.md, "Voyager beside Annoy")."""
     top_k: int = 50
     """Recommendations per user."""
     recent_days: int = 28
     """Tracks a user played in the last ``recent_days`` days (before the latest event in the data) are
     never recommended to them; 0 excludes nothing."""
+
+    @property
+    def search_budget(self) -> int:
+        """The per-query search budget of the configured backend: ``voyager_ef`` or Annoy's ``search_k``."""
+        return self.voyager_ef if self.ann_backend == "voyager" else self.search_k
 
     # -- evaluation (the pipeline's last-week split, beside ALS) -----------------------------------
     eval_next_k: int = 50

@@ -8,14 +8,18 @@ through ``spark.jars.packages``.
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from spotrec.config import SparkConfig
 from spotrec.errors import SpotrecError
@@ -184,3 +188,21 @@ def get_spark(cfg: SparkConfig | None = None, *, verbose: bool = False) -> Spark
     spark = delta_builder(cfg or SparkConfig(), verbose=verbose).getOrCreate()
     spark.sparkContext.setLogLevel("INFO" if verbose else "WARN")
     return spark
+
+
+TASK_BYTES = 512 * 1024
+"""Driver-side rows per Spark task, in pickled bytes: half of the 1000 KiB above which Spark warns that a
+task is "of very large size" (such a task is shipped whole to one core with its data)."""
+
+
+def local_frame(spark: SparkSession, rows: Sequence[tuple[Any, ...]], schema: str) -> DataFrame:
+    """A DataFrame of rows that live on the driver (a trained model's vectors, a catalogue), split into
+    enough slices that no task carries more than :data:`TASK_BYTES` of them.
+
+    ``createDataFrame`` on a list puts the rows in ``defaultParallelism`` slices whatever their size, so a
+    vocabulary's vectors become one over-sized task per core; the size per row is estimated from a sample.
+    """
+    sample = list(rows[:256])
+    per_row = len(pickle.dumps(sample)) / max(1, len(sample))
+    slices = max(1, spark.sparkContext.defaultParallelism, math.ceil(len(rows) * per_row / TASK_BYTES))
+    return spark.createDataFrame(spark.sparkContext.parallelize(rows, min(slices, max(1, len(rows)))), schema)

@@ -218,3 +218,17 @@ def test_serve_rnn_end_to_end_on_tiny_silver_tables(spark, storage, tmp_path) ->
         assert r["model_version"] == "v-e2e"
         by_user.setdefault(r["user_id"], []).append(r["rank"])
     assert len(by_user) == 12 and all(sorted(v) == [1, 2, 3] for v in by_user.values())
+
+
+def test_the_rnn_section_sets_voyagers_graph_and_query_budget(tmp_path) -> None:
+    from voyager import Index
+
+    from spotrec.config import RnnConfig
+    from spotrec.rnn.model import build_cfg_index
+
+    cfg = RnnConfig(ann_backend="voyager", voyager_m=8, voyager_ef_construction=40, voyager_ef=30, search_k=2000)
+    assert cfg.search_budget == 30  # Voyager's ef, not Annoy's node count
+    assert RnnConfig(search_k=700).search_budget == 700
+    path = build_cfg_index(SONGS, str(tmp_path / "songs.ann"), "angular", cfg)
+    index = Index.load(path)
+    assert (index.M, index.ef_construction) == (8, 40)

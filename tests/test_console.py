@@ -13,6 +13,18 @@ from spotrec.logs import CONSOLE_ALLOWED_WARNINGS, unexpected_warnings
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = ["generate.users=60", "generate.weeks=2", "generate.artists=30", "generate.partitions=2"]
+SMALL_MODELS = [
+    "rnn.rnn_epochs=1",
+    "rnn.vector_size=8",
+    "rnn.hidden_size=8",
+    "rnn.n_trees=2",
+    "rl.episodes=20",
+    "rl.learning_starts=10",
+    "rl.eval_sessions=5",
+    "rl.training_users=10",
+    "rl.user_model_max_epochs=1",
+]
+"""Every step runs (the RNN and RL steps too, where driver-side vectors and torch start), briefly."""
 
 
 def test_unexpected_warnings_uses_the_allow_list() -> None:
@@ -41,12 +53,12 @@ def test_a_tiny_pipeline_prints_no_unexpected_warning(tmp_path: Path) -> None:
         "spark.shuffle_partitions=2",
         "spark.driver_memory=1g",  # a shared CI machine: the tiny world needs little
         *WORLD,
+        *SMALL_MODELS,
     ]
     args = [a for s in sets for a in ("--set", s)]
-    skip = [a for step in ("rnn", "rl") for a in ("--skip", step)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "spotrec", "pipeline", *skip, *args],
+        [sys.executable, "-m", "spotrec", "pipeline", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -56,7 +68,7 @@ def test_a_tiny_pipeline_prints_no_unexpected_warning(tmp_path: Path) -> None:
     console = done.stdout + done.stderr
     assert done.returncode == 0, console[-4000:]
     assert unexpected_warnings(console) == [], console[-4000:]
-    assert "[weekly] model" in done.stdout and "Tables written:" in done.stdout
+    assert "[weekly] model" in done.stdout and "[rnn] model" in done.stdout and "Tables written:" in done.stdout
     assert "[Stage " not in console and "Downloading artifacts" not in console  # no progress bars
     lines = [line for line in console.splitlines() if line.strip()]
     assert len(lines) <= 120, "\n".join(lines)  # about two screens

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -114,3 +117,18 @@ def test_subsampling_and_noise_follow_word2vec_formulas() -> None:
     np.testing.assert_allclose(keep_probabilities(counts, 0.0), 1.0)
     noise = noise_distribution(counts, 0.75)
     np.testing.assert_allclose(noise, counts**0.75 / (counts**0.75).sum())
+
+
+def test_driver_side_vectors_become_tasks_under_sparks_size_warning(spark) -> None:
+    from spotrec.spark import TASK_BYTES, local_frame
+
+    # 6,000 songs x 64 floats pickle to ~3.5 MB: createDataFrame's 2 slices would be ~1.7 MB tasks.
+    vectors = np.arange(6000 * 64, dtype=np.float32).reshape(6000, 64) / 1000
+    ids = [f"track-{i:05d}" for i in range(6000)]
+    frame = embeddings_frame(spark, ids, vectors, "cbow_ns", "v1")
+    rows = [(t, "cbow_ns", [float(x) for x in v], "v1") for t, v in zip(ids, vectors)]
+    assert frame.rdd.getNumPartitions() >= math.ceil(len(pickle.dumps(rows)) / TASK_BYTES)
+    got = frame.orderBy("track_id").collect()
+    assert [r.track_id for r in got] == ids and got[123].vector == pytest.approx(vectors[123].tolist())
+    tiny = local_frame(spark, [(1,), (2,)], "x int")
+    assert tiny.rdd.getNumPartitions() <= 2 and sorted(r.x for r in tiny.collect()) == [1, 2]

@@ -71,11 +71,26 @@ def build_voyager_index(
 
 
 def build_index(
-    vectors: np.ndarray, path: str, metric: str, n_trees: int, seed: int = 0, backend: str = "annoy"
+    vectors: np.ndarray,
+    path: str,
+    metric: str,
+    n_trees: int,
+    seed: int = 0,
+    backend: str = "annoy",
+    *,
+    voyager_m: int = 16,
+    voyager_ef_construction: int = 200,
 ) -> str:
     """The configured backend's index (``rnn.ann_backend``); a Voyager index gets the suffix ``.voy``."""
     if backend == "voyager":
-        return build_voyager_index(vectors, os.path.splitext(path)[0] + ".voy", metric, seed=seed)
+        return build_voyager_index(
+            vectors,
+            os.path.splitext(path)[0] + ".voy",
+            metric,
+            m=voyager_m,
+            ef_construction=voyager_ef_construction,
+            seed=seed,
+        )
     if backend != "annoy":
         raise ValueError(f"unknown ann backend {backend!r}: annoy or voyager")
     return build_annoy_index(vectors, path, metric, n_trees, seed)

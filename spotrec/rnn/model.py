@@ -193,11 +193,30 @@ def rnn_index(model: RnnModel, cfg: RnnConfig) -> SongIndex:
     """
     items, metric = retrieval_space(load_checkpoint(model.checkpoint), model.vectors)
     metric = metric or cfg.annoy_metric
-    suffix = ".voy" if cfg.ann_backend == "voyager" else ".ann"
-    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{metric}{suffix}")
+    path = index_path(model, cfg, metric)
     if not os.path.exists(path):
-        build_index(items, path, metric, cfg.n_trees, cfg.seed, cfg.ann_backend)
+        build_cfg_index(items, path, metric, cfg)
     return SongIndex(path, items.shape[1], metric)
+
+
+def index_path(model: RnnModel, cfg: RnnConfig, metric: str) -> str:
+    """Where the model's index for ``metric`` lives (one per model version, whose hash covers ``cfg``)."""
+    suffix = ".voy" if cfg.ann_backend == "voyager" else ".ann"
+    return os.path.join(model.artifacts, f"{model.model_version}-songs-{metric}{suffix}")
+
+
+def build_cfg_index(items: np.ndarray, path: str, metric: str, cfg: RnnConfig) -> str:
+    """Build the ``rnn`` section's index (backend, trees, Voyager graph settings, seed) of ``items`` at ``path``."""
+    return build_index(
+        items,
+        path,
+        metric,
+        cfg.n_trees,
+        cfg.seed,
+        cfg.ann_backend,
+        voyager_m=cfg.voyager_m,
+        voyager_ef_construction=cfg.voyager_ef_construction,
+    )
 
 
 def rnn_queries(tastes: DataFrame, cfg: RnnConfig) -> DataFrame:

@@ -31,8 +31,8 @@ from spotrec import columns as C
 from spotrec.columns import DISTANCE, TOKENS, VECTOR
 from spotrec.config import RnnConfig
 from spotrec.evaluation.split import require_columns
-from spotrec.rnn.ann import build_index, exclusion_tokens, recommend, ship_file, taste_vectors
-from spotrec.rnn.model import RnnModel, SongIndex, rnn_index, rnn_queries
+from spotrec.rnn.ann import exclusion_tokens, recommend, ship_file, taste_vectors
+from spotrec.rnn.model import RnnModel, SongIndex, build_cfg_index, index_path, rnn_index, rnn_queries
 from spotrec.tables import float_vector
 
 RNN = "rnn"
@@ -77,10 +77,9 @@ def history_vectors(histories: DataFrame, vectors_npy: str, how: str) -> DataFra
 
 def song_index(model: RnnModel, cfg: RnnConfig) -> SongIndex:
     """Build (once per model) the Annoy index of the song vectors with ``cfg.annoy_metric``."""
-    suffix = ".voy" if cfg.ann_backend == "voyager" else ".ann"
-    path = os.path.join(model.artifacts, f"{model.model_version}-songs-{cfg.annoy_metric}{suffix}")
+    path = index_path(model, cfg, cfg.annoy_metric)
     if not os.path.exists(path):
-        build_index(model.vectors, path, cfg.annoy_metric, cfg.n_trees, cfg.seed, cfg.ann_backend)
+        build_cfg_index(model.vectors, path, cfg.annoy_metric, cfg)
     return SongIndex(path, int(model.vectors.shape[1]), cfg.annoy_metric)
 
 
@@ -156,7 +155,7 @@ class RnnRecommender:
             index.dimension,
             index.metric,
             n,
-            self.cfg.search_k,
+            self.cfg.search_budget,
             self.model.model_version,
         )
         score = F.col(DISTANCE) if index.metric == "dot" else -F.col(DISTANCE)

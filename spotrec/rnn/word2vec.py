@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from spotrec import columns as C
 from spotrec.columns import METHOD, TOKEN, TRACKS, VECTOR
 from spotrec.config import RnnConfig
+from spotrec.spark import local_frame
 from spotrec.tables import float_vector
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def embeddings_frame(
         raise ValueError(f"{len(track_ids)} track ids for {vectors.shape[0]} vectors")
     rows = [(t, method, [float(x) for x in v], model_version) for t, v in zip(track_ids, vectors)]
     schema = f"{C.TRACK_ID} string, {METHOD} string, {VECTOR} array<float>, {C.MODEL_VERSION} string"
-    return spark.createDataFrame(rows, schema).withColumn(VECTOR, float_vector(VECTOR))
+    return local_frame(spark, rows, schema).withColumn(VECTOR, float_vector(VECTOR))
 
 
 def vector_matrix(embeddings: DataFrame, vocabulary: DataFrame, vector_size: int) -> np.ndarray:

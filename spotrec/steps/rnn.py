@@ -160,7 +160,7 @@ def serve_rnn(
         index.dimension,
         index.metric,
         cfg.top_k,
-        cfg.search_k,
+        cfg.search_budget,
         version,
     )
     storage.overwrite(RNN_RECOMMENDATIONS, recs)

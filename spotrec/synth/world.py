@@ -178,10 +178,10 @@ def generate_world(
     catalogue, tracks = build_catalogue(cfg)
     cat_bc = spark.sparkContext.broadcast(catalogue)
     try:
-        spark.createDataFrame(tracks, TRACK_DDL).coalesce(1).write.mode("overwrite").parquet(f"{raw}/tracks")
-        spark.createDataFrame(ground_truth_tracks(catalogue, tracks), GT_TRACK_DDL).coalesce(1).write.mode(
-            "overwrite"
-        ).parquet(f"{gt}/tracks")
+        spark.createDataFrame(tracks, TRACK_DDL).write.mode("overwrite").parquet(f"{raw}/tracks")
+        spark.createDataFrame(ground_truth_tracks(catalogue, tracks), GT_TRACK_DDL).write.mode("overwrite").parquet(
+            f"{gt}/tracks"
+        )
         users = _users_frame(spark, cfg)
         users.mapInPandas(_users_fn(cat_bc, cfg), GT_USER_DDL).write.mode("overwrite").parquet(f"{gt}/users")
         users.mapInPandas(_playlists_fn(cat_bc, cfg), PLAYLIST_DDL).write.mode("overwrite").parquet(f"{raw}/playlists")
