@@ -386,6 +386,15 @@ class RnnConfig(_Section):
     played before in the sequence (what a recommender of unheard songs is judged on)."""
     rnn_epochs: int = 20
     """Maximum passes over the training windows."""
+    max_windows_per_epoch: int = Field(default=300_000, ge=0)
+    """Training windows per epoch at most (0: all). Each epoch reads the windows in a new seeded order, so a
+    bounded epoch is a fresh sample; validation reads at most the same share of its windows. Keeps the
+    driver's training time bounded whatever the data's size: at ~11k windows/s on one core, 20 epochs of
+    300k take at most ~9 minutes (the demo's ~100k windows are not cut). Quality cost measured in
+    docs/benchmarks.md ("Taste RNN: bounded epochs")."""
+    time_budget_s: float = Field(default=0.0, ge=0.0)
+    """Stop training after the first epoch that ends past this many seconds (0: no budget). Not
+    deterministic by nature (it depends on the machine); the epoch bound above is."""
     rnn_lr: float = 3e-3
     """Adam learning rate."""
     batch_size: int = Field(default=256, ge=1)

@@ -101,6 +101,27 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(planted_
     assert len(result.val_losses) == 3 and result.best_epoch == 1
 
 
+def test_bounded_epochs_read_at_most_the_bound_and_the_time_budget_stops_training(
+    planted_windows, tmp_path, caplog
+) -> None:
+    torch.set_num_threads(1)
+    w = planted_windows
+    # 100 users x 6 windows, 80% training: ~480 windows; a bound of 64 with batches of 32 reads exactly 64.
+    cfg = RnnConfig(hidden_size=8, sequence_length=N, rnn_epochs=3, batch_size=32, max_windows_per_epoch=64)
+    with caplog.at_level("INFO", logger="spotrec.rnn.training"):
+        result = train_taste_rnn(
+            str(w["root"] / "train"), str(w["root"] / "val"), w["vectors"], cfg, str(tmp_path), "b"
+        )
+    epochs = [m for m in caplog.messages if m.startswith("rnn epoch")]
+    assert len(result.val_losses) == 3 and all("windows=64 " in m for m in epochs), epochs
+    caplog.clear()
+    budget = cfg.model_copy(update={"max_windows_per_epoch": 0, "time_budget_s": 1e-6, "rnn_epochs": 5})
+    with caplog.at_level("INFO", logger="spotrec.rnn.training"):
+        result = train_taste_rnn(str(w["root"] / "train"), None, w["vectors"], budget, str(tmp_path), "t")
+    assert len(result.train_losses) == 1 and any("time budget" in m for m in caplog.messages)
+    assert not any("windows=64 " in m for m in caplog.messages)  # unbounded epochs read every window
+
+
 def test_run_training_plain_call_and_executor_taste_vectors_match_driver(planted_windows, tmp_path) -> None:
     torch.set_num_threads(1)
     w = planted_windows

@@ -133,7 +133,8 @@ def _batch_loss(
     return taste_loss(trained(table[tokens]), table[targets], model.spec.loss, targets, songs, model.song_bias)
 
 
-def _evaluate(model: TasteRNN, loader: DataLoader, vectors: torch.Tensor) -> float:
+def _evaluate(model: TasteRNN, loader: DataLoader, vectors: torch.Tensor, limit: int = 0) -> float:
+    """Mean validation loss over the loader's windows (the first ``limit`` of them when ``limit`` > 0)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
@@ -141,8 +142,18 @@ def _evaluate(model: TasteRNN, loader: DataLoader, vectors: torch.Tensor) -> flo
             loss = _batch_loss(model, model, vectors, tokens, targets)
             total += loss.item() * len(targets)
             count += len(targets)
+            if limit and count >= limit:
+                break
     model.train()
     return total / max(count, 1)
+
+
+def _over_budget(elapsed: float, budget: float, distributed: bool) -> bool:
+    """Whether training is past its time budget; under DDP any rank past it stops all (one decision)."""
+    over = torch.tensor([1.0 if elapsed >= budget else 0.0])
+    if distributed:
+        torch.distributed.all_reduce(over, op=torch.distributed.ReduceOp.MAX)
+    return bool(over.item() > 0)
 
 
 def train_taste_rnn(
@@ -166,7 +177,7 @@ def train_taste_rnn(
         val_path: held-out windows for early stopping; ``None`` trains for ``rnn_epochs`` and keeps the last.
         vectors: song vectors, row = token (fixed, not trained).
         cfg: rnn_cell, hidden_size, rnn_layers, sequence_length, rnn_loss, rnn_epochs, rnn_lr, batch_size,
-            patience, min_delta, seed, torch_threads.
+            patience, min_delta, max_windows_per_epoch, time_budget_s, seed, torch_threads.
         out_dir: where the checkpoint goes.
         model_version: names the checkpoint files.
         workers: DataLoader worker processes.
@@ -196,6 +207,11 @@ def train_taste_rnn(
     best_loss, best_epoch, stale = float("inf"), 0, 0
     train_losses: list[float] = []
     val_losses: list[float] = []
+    # Bounded epochs: each rank reads its share of max_windows_per_epoch; validation the same share of its own.
+    limit = -(-cfg.max_windows_per_epoch // world) if cfg.max_windows_per_epoch else 0
+    share = cfg.validation_fraction / (1 - cfg.validation_fraction)
+    val_limit = max(4096, int(cfg.max_windows_per_epoch * share)) if cfg.max_windows_per_epoch else 0
+    training_started = time.perf_counter()
     for epoch in range(cfg.rnn_epochs):
         train_data.epoch = epoch
         started, total, count = time.perf_counter(), 0.0, 0
@@ -209,8 +225,10 @@ def train_taste_rnn(
                 optimiser.step()
                 total += loss.item() * len(targets)
                 count += len(targets)
+                if limit and count >= limit:
+                    break
         train_losses.append(total / max(count, 1))
-        val = _evaluate(model, val_loader, table) if val_loader is not None else train_losses[-1]
+        val = _evaluate(model, val_loader, table, val_limit) if val_loader is not None else train_losses[-1]
         val_losses.append(val)
         if cfg.log_every_epoch and rank == 0:
             log.info(
@@ -232,6 +250,15 @@ def train_taste_rnn(
                 if rank == 0:
                     log.info("rnn: early stop after epoch %d (best epoch %d)", epoch + 1, best_epoch)
                 break
+        if cfg.time_budget_s and _over_budget(time.perf_counter() - training_started, cfg.time_budget_s, distributed):
+            if rank == 0:
+                log.info(
+                    "rnn: time budget of %.0f s reached after epoch %d (best epoch %d)",
+                    cfg.time_budget_s,
+                    epoch + 1,
+                    best_epoch,
+                )
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
     pt = checkpoint_paths(out_dir, model_version)[0]
