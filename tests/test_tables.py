@@ -93,3 +93,29 @@ def test_table_summary_counts_come_from_the_delta_log_and_equal_count(spark, sto
     check()
     line = [s for s in summarize_tables(storage).splitlines() if s.startswith(PLAY_COUNTS.full_name)]
     assert line and line[0].split()[1:3] == ["1", str(storage.version(PLAY_COUNTS))]
+
+
+def test_concurrent_ensure_of_one_table_leaves_it_usable_by_both(spark, storage: Storage) -> None:
+    """Two ingests creating the same missing table at once (the race tests/test_faults.py met): both calls
+    return, the table exists once with its schema, and a write right after either call succeeds."""
+    import threading
+
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def create() -> None:
+        try:
+            barrier.wait()
+            storage.ensure(PLAY_COUNTS)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert errors == []
+    assert storage.read(PLAY_COUNTS).schema == PLAY_COUNTS.schema
+    storage.merge_new(PLAY_COUNTS, _counts(spark, [("u1", "t1", 3, "hetrec")]))
+    assert storage.read(PLAY_COUNTS).count() == 1
