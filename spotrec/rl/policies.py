@@ -29,6 +29,7 @@ from spotrec.rl.env import (
     outcome_probabilities,
     respond,
 )
+from spotrec.rl.planning import AgentFeatures, augment
 from spotrec.rl.q_network import QNetwork, greedy_action
 from spotrec.rl.user_model import LearnedUserModel
 
@@ -96,14 +97,19 @@ class GreedyUserModelPolicy:
 
 
 class DQNPolicy:
-    """The trained AH-DQN, acting greedily."""
+    """The trained AH-DQN, acting greedily (with the same :class:`~spotrec.rl.planning.AgentFeatures` it
+    was trained with, when it was)."""
 
-    def __init__(self, q: QNetwork, name: str = "ah_dqn") -> None:
+    def __init__(self, q: QNetwork, name: str = "ah_dqn", features: AgentFeatures | None = None) -> None:
         self.q = q
         self.name = name
+        self.features = features
 
     def act(self, obs: dict[str, np.ndarray], state: SessionState, rng: np.random.Generator) -> int:
-        return greedy_action(self.q, obs)[0]
+        if self.features is None:
+            return greedy_action(self.q, obs)[0]
+        preds, state_features = self.features(obs, state)
+        return greedy_action(self.q, augment(obs, state_features), torch.from_numpy(preds).unsqueeze(0))[0]
 
 
 @dataclass

@@ -471,20 +471,23 @@ class SequentialResponse:
 
     def __init__(self, model: SequentialUserModel) -> None:
         self.model = model
-        self._cache: tuple[SessionSpec, int, np.ndarray] | None = None
+        self._cache: tuple[SessionSpec, tuple[int, ...], tuple[int, ...], np.ndarray] | None = None
 
     def state(self, session: SessionSpec, history: History) -> np.ndarray:
-        """The GRU state after ``history`` (stepped from the cache when the history grew by one play)."""
+        """The GRU state after ``history``: stepped on from the cached state when the cache holds a prefix of
+        this history for this session, else from the start."""
         n = len(history.played)
         if len(history.outcomes) != n:
             raise ValueError("the sequential user model needs the outcome of every played track")
-        if self._cache is not None and self._cache[0] is session and self._cache[1] <= n:
-            _, done, h = self._cache
-        else:
-            done, h = 0, self.model.initial_state()
+        done, h = 0, self.model.initial_state()
+        if self._cache is not None and self._cache[0] is session:
+            _, played, outcomes, cached = self._cache
+            k = len(played)
+            if k <= n and history.played[:k] == played and history.outcomes[:k] == outcomes:
+                done, h = k, cached
         for k in range(done, n):
             h = self.model.advance(h, session.track_features[history.played[k]], history.outcomes[k])
-        self._cache = (session, n, h)
+        self._cache = (session, history.played, history.outcomes, h)
         return h
 
     def probabilities(
