@@ -278,7 +278,9 @@ def _long_term_world(users: int, artists: int, seed: int, **long_term: float):  
     return cfg, cat, profiles, TrueResponse(GroundTruth(gt_users, gt_tracks, TruthModel.for_world(cfg)))
 
 
-def _long_term_sessions(cat, profiles, users: int, pool: int, n: int, rng: np.random.Generator) -> list[SessionSpec]:  # type: ignore[no-untyped-def]
+def _long_term_sessions(  # type: ignore[no-untyped-def]
+    cat, profiles, users: int, pool: int, n: int, rng: np.random.Generator, with_score: bool = False
+) -> list[SessionSpec]:
     from spotrec.synth.listeners import user_id
 
     out = []
@@ -288,6 +290,8 @@ def _long_term_sessions(cat, profiles, users: int, pool: int, n: int, rng: np.ra
         rest = rng.choice(np.setdiff1d(np.arange(cat.n_tracks), own), size=pool - len(own), replace=False)
         ids = np.concatenate([own, rest])
         feats = np.column_stack([cat.track_vectors[ids], cat.popularity[ids], cat.duration_ms[ids] / 600_000.0])
+        if with_score:  # the recommender's score as a feature, as the pipeline's ALS factors give it
+            feats = np.column_stack([feats, prof.affinity[ids]])
         out.append(
             SessionSpec(
                 user_id=user_id(prof.user, users),
@@ -468,11 +472,13 @@ def learned_simulator_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame
     }
     um_rows, rows, corr = [], [], []
     for world, switches in worlds.items():
+        if world not in args.lt_worlds:
+            continue
         _, cat, profiles, truth = _long_term_world(args.lt_users, args.lt_artists, args.seed, **switches)
         d = cat.track_vectors.shape[1]
         layout = FeatureLayout(
             user=tuple(f"u_v{i}" for i in range(d)),
-            track=(*(f"t_v{i}" for i in range(d)), "t_popularity", "t_duration"),
+            track=(*(f"t_v{i}" for i in range(d)), "t_popularity", "t_duration", "t_score"),
             context=("c_position", "c_consecutive_skips"),
         )
         cfg = RlConfig(
@@ -494,7 +500,7 @@ def learned_simulator_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame
         rng = np.random.default_rng(args.seed)
         logged = _log_sessions(
             truth,
-            _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_log_sessions, rng),
+            _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_log_sessions, rng, True),
             cfg,
             layout,
             args.seed,
@@ -522,8 +528,8 @@ def learned_simulator_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame
         um_rows.append(table)
 
         sim = SequentialResponse(gru)
-        train_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, 2000, rng)
-        test_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_sessions, rng)
+        train_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, 2000, rng, True)
+        test_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_sessions, rng, True)
         started = time.perf_counter()
         agent = agent_mod.train_agent(
             PlaylistEnv(train_sessions, sim, cfg, layout),
@@ -596,6 +602,7 @@ def main() -> None:
     parser.add_argument("--lt-log-sessions", type=int, default=3000, help="--long-term: logged sessions")
     parser.add_argument("--gru-hidden", type=int, default=32, help="--long-term: GRU state size")
     parser.add_argument("--um-epochs", type=int, default=30, help="--long-term: user model epoch cap")
+    parser.add_argument("--lt-worlds", nargs="+", default=["control", "long_term"], help="--long-term: worlds")
     parser.add_argument("--gamma", type=float, default=0.9, help="--long-term: AH-DQN discount")
     parser.add_argument(
         "--lt-direct", action="store_true", help="--long-term: AH-DQN trained against the true listener instead"

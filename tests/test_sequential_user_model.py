@@ -157,3 +157,49 @@ def test_learned_simulator_with_the_gru_and_its_termination_head_passes_the_chec
     env.step(1)
     h = response.state(sessions[1], env.state().history)
     np.testing.assert_allclose(h, SequentialResponse(model).state(sessions[1], env.state().history), atol=1e-6)
+
+
+def test_agent_features_carry_the_session_and_drive_ah_dqn() -> None:
+    """The agent's own GRU features: per-candidate block (zeros on unplayable slots), state = GRU state +
+    skip / completion fractions appended to the context; AH-DQN trains and acts on them."""
+    from spotrec.rl.agent import train_agent
+    from spotrec.rl.evaluate import run_sessions
+    from spotrec.rl.planning import PREDICTION_COLUMNS, SequentialAgentFeatures
+    from spotrec.rl.policies import DQNPolicy
+
+    cfg = RlConfig(
+        pool_size=5,
+        playlist_length=4,
+        user_model_hidden=[8],
+        user_model_gru_hidden=4,
+        termination="learned",
+        episodes=12,
+        learning_starts=8,
+        batch_size=4,
+        q_hidden=[8],
+        log_every=10**6,
+    )
+    torch.manual_seed(0)
+    net = SequentialUserModelNet(LAYOUT, cfg.user_model_gru_hidden, cfg.user_model_hidden, termination=True)
+    model = SequentialUserModel(net=net, layout=LAYOUT, cfg=cfg)
+    rng = np.random.default_rng(0)
+    sessions = [
+        SessionSpec(f"u{i}", rng.random(1), np.array([f"t{j}" for j in range(n)]), rng.random((n, LAYOUT.track_dim)))
+        for i, n in enumerate((3, 5))
+    ]
+    env = PlaylistEnv(sessions, SequentialResponse(model), cfg, LAYOUT)
+    features = SequentialAgentFeatures(model, cfg.pool_size)
+    obs, _ = env.reset(seed=0, options={"session": sessions[0]})
+    env.step(1)
+    preds, state = features(obs, env.state())
+    assert preds.shape == (5, len(PREDICTION_COLUMNS))
+    assert not preds[[1, 3, 4]].any() and (preds[[0, 2], :3] > 0).all()  # played / padding slots are zeros
+    outcome = env.state().history.outcomes[0]
+    np.testing.assert_allclose(state[:4], SequentialResponse(model).state(sessions[0], env.state().history), atol=1e-6)
+    assert state[4:].tolist() == [float(outcome == 2), float(outcome == 0)]
+    assert features.layout(LAYOUT).context_dim == LAYOUT.context_dim + 4 + 2
+
+    agent = train_agent(env, cfg, features=features)
+    assert agent.q.n_predictions == len(PREDICTION_COLUMNS)
+    per = run_sessions(env, DQNPolicy(agent.q, features=features), sessions, seed=1)
+    assert (per["session_length"] >= 1).all()

@@ -12,7 +12,7 @@ out the listener's patience. A model that sees only the candidate, the position 
   distance to the previous track, its smallest distance to any earlier track of the session, and how many
   earlier tracks lie within :data:`NEAR` of it (a same-artist proxy: the synthetic world's tracks of one
   artist lie within about 0.1 of each other). Distances use the track embedding block when the layout has
-  one (ALS factors), else the other track features, centred on their training mean;
+  one (ALS factors), else the track features but :data:`NOT_SOUND`, centred on their training mean;
 * three sigmoid heads (complete, skip, listen > X) and, with ``rl.termination: learned``, the termination
   head P(the session ends after this play | its outcome) from the trunk and the outcome's labels, as in
   the MLP model.
@@ -52,14 +52,16 @@ SEQUENCE_FEATURES = ("s_distance_prev", "s_distance_min", "s_near_count")
 NEAR = 0.15
 """Cosine distance under which an earlier track counts as "near" the candidate (same-artist proxy)."""
 NEAR_CAP = 5.0
+NOT_SOUND = ("t_duration", "t_popularity", "t_score")
+"""Track-block columns that say nothing about a track's sound (left out of the distances)."""
 
 
 def similarity_columns(layout: FeatureLayout) -> np.ndarray:
     """Indices of the track block used for distances: the embedding when there is one, else all named
-    features but duration and popularity."""
+    features but :data:`NOT_SOUND`."""
     if layout.track_vector_dim:
         return np.arange(len(layout.track), layout.track_dim)
-    keep = [i for i, n in enumerate(layout.track) if n not in ("t_duration", "t_popularity")]
+    keep = [i for i, n in enumerate(layout.track) if n not in NOT_SOUND]
     return np.array(keep or list(range(layout.track_dim)))
 
 
