@@ -543,6 +543,7 @@ def learned_simulator_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame
             ScorePolicy("affinity_order"),
             GreedyUserModelPolicy(LearnedResponse(mlp), cfg, name="greedy_mlp"),
             GreedyUserModelPolicy(SequentialResponse(gru), cfg, name="greedy_gru"),
+            GreedyUserModelPolicy(SequentialResponse(gru), cfg, name="greedy_gru_with_quit", with_quit=True),
             GreedyUserModelPolicy(truth, cfg, name="oracle_greedy"),
             DQNPolicy(agent.q, features=SequentialAgentFeatures(gru, cfg.pool_size)),
         ]

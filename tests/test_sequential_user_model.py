@@ -203,3 +203,23 @@ def test_agent_features_carry_the_session_and_drive_ah_dqn() -> None:
     assert agent.q.n_predictions == len(PREDICTION_COLUMNS)
     per = run_sessions(env, DQNPolicy(agent.q, features=features), sessions, seed=1)
     assert (per["session_length"] >= 1).all()
+
+
+def test_quit_prior_prices_the_termination_chance_into_the_reward_prior() -> None:
+    from spotrec.rl.q_network import QNetwork
+
+    q = QNetwork(
+        LAYOUT,
+        [4],
+        reward_prior=(1.0, 0.3, -0.5),
+        action_inputs="predictions",
+        n_predictions=4,
+        quit_prior=-1.0,
+    )
+    # (p_complete, p_skip, p_listen, p_end) for two candidates; the residual starts at zero.
+    probs = torch.tensor([[[0.5, 0.3, 0.7, 0.2], [0.5, 0.3, 0.7, 0.0]]])
+    got = q(torch.zeros(1, LAYOUT.user_dim), torch.zeros(1, LAYOUT.context_dim), torch.zeros(1, 2, 5), probs)
+    # 0.5 * 1 + (0.7 - 0.5) * 0.3 + (1 - 0.7) * -0.5 = 0.41; minus 1 * p_end.
+    np.testing.assert_allclose(got.detach().numpy(), [[0.21, 0.41]], atol=1e-6)
+    with pytest.raises(ValueError, match="termination column"):
+        QNetwork(LAYOUT, [4], reward_prior=(1.0, 0.3, -0.5), n_predictions=3, quit_prior=-1.0)

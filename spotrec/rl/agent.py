@@ -90,6 +90,7 @@ def train_agent(
         cfg,
         copy.deepcopy(user_model.net) if user_model is not None else None,
         n_predictions=features.n_predictions if features is not None else 0,
+        with_end=features is not None and features.quit_prior,
     )
     target = copy.deepcopy(q)
     opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=cfg.q_lr)

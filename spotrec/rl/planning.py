@@ -35,6 +35,8 @@ class AgentFeatures(Protocol):
 
     n_predictions: int
     """Columns of the per-candidate block."""
+    quit_prior: bool
+    """Whether column 3 of the block is the termination chance, to be priced into the reward prior."""
 
     def layout(self, env_layout: FeatureLayout) -> FeatureLayout:
         """The Q network's layout: the env's, with the state features appended to the context block."""
@@ -57,8 +59,11 @@ class SequentialAgentFeatures:
 
     n_predictions = len(PREDICTION_COLUMNS)
 
-    def __init__(self, model: SequentialUserModel, pool_size: int) -> None:
+    def __init__(self, model: SequentialUserModel, pool_size: int, quit_prior: bool = True) -> None:
+        """``quit_prior``: the Q network's reward prior also counts the expected quit reward
+        (``reward_quit * p_end``), so it starts from greedy on the whole immediate reward."""
         self.model = model
+        self.quit_prior = quit_prior and model.has_termination
         self.pool_size = pool_size
         self._response = SequentialResponse(model)
         self.state_columns = (

@@ -83,17 +83,26 @@ class GreedyUserModelPolicy:
     sees the session so far; the policy stays myopic either way.
     """
 
-    def __init__(self, response: ResponseModel, cfg: RlConfig, name: str = "greedy_user_model") -> None:
+    def __init__(
+        self, response: ResponseModel, cfg: RlConfig, name: str = "greedy_user_model", with_quit: bool = False
+    ) -> None:
+        """``with_quit``: also count the expected quit reward (``reward_quit`` times the response model's
+        P(end | outcome), when it has one): greedy on the whole immediate reward, a one-step look at the end
+        of the session (a diagnostic baseline: where an agent's gain over plain greedy comes from)."""
         self.response = response
         self.cfg = cfg
         self.name = name
+        self.with_quit = with_quit
 
     def act(self, obs: dict[str, np.ndarray], state: SessionState, rng: np.random.Generator) -> int:
         candidates = np.flatnonzero(state.available)
         probs = respond(
             self.response, state.session, candidates, state.position, state.consecutive_skips, state.history
         )
-        return int(candidates[int(np.argmax(expected_reward(probs, self.cfg)))])
+        value = expected_reward(probs, self.cfg)
+        if self.with_quit and probs.p_quit_after is not None:
+            value = value + self.cfg.reward_quit * (outcome_probabilities(probs) * probs.p_quit_after).sum(axis=1)
+        return int(candidates[int(np.argmax(value))])
 
 
 class DQNPolicy:

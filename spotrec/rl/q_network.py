@@ -17,6 +17,9 @@ from spotrec.config import RlConfig
 from spotrec.rl.features import FeatureLayout
 from spotrec.rl.user_model import COMPLETED, HEADS, LISTENED, UserModelNet
 
+END_COLUMN = 3
+"""Column of a caller-computed prediction block holding P(the session ends after the track), when it has one
+(:data:`spotrec.rl.planning.PREDICTION_COLUMNS`)."""
 MASKED_Q = -1e9
 """Q value given to unplayable pool slots (finite, so masked rows times done=1 never make NaN)."""
 
@@ -51,6 +54,7 @@ class QNetwork(nn.Module):
         dueling: bool = False,
         action_inputs: str = "all",
         n_predictions: int = 0,
+        quit_prior: float | None = None,
     ) -> None:
         super().__init__()
         if action_inputs not in ("all", "predictions"):
@@ -69,6 +73,11 @@ class QNetwork(nn.Module):
             user_model.requires_grad_(False)
         if reward_prior is not None and not self.n_predictions:
             raise ValueError("reward_prior needs a user model to predict the immediate reward")
+        if quit_prior is not None and (reward_prior is None or self.n_predictions <= END_COLUMN):
+            raise ValueError("quit_prior needs the reward prior and a termination column in the predictions")
+        self.quit_prior = quit_prior
+        """With caller-computed predictions whose column :data:`END_COLUMN` is P(the session ends after the
+        track): the prior also carries the expected quit reward, ``quit_prior * P(end)``."""
         self.reward_prior: torch.Tensor | None
         if reward_prior is not None:
             self.register_buffer("reward_prior", torch.tensor(list(reward_prior), dtype=torch.float32))
@@ -120,6 +129,8 @@ class QNetwork(nn.Module):
             q = q + self.value(torch.cat([user, context], dim=-1))
         if self.reward_prior is not None and probs is not None:
             q = q + expected_reward_torch(probs, self.reward_prior)
+            if self.quit_prior is not None:
+                q = q + self.quit_prior * probs[..., END_COLUMN]
         return q
 
     def masked(
@@ -147,10 +158,15 @@ def _mlp(width: int, hidden: Sequence[int], zero_last: bool) -> nn.Sequential:
 
 
 def q_network(
-    layout: FeatureLayout, cfg: RlConfig, user_model: UserModelNet | None, n_predictions: int = 0
+    layout: FeatureLayout,
+    cfg: RlConfig,
+    user_model: UserModelNet | None,
+    n_predictions: int = 0,
+    with_end: bool = False,
 ) -> QNetwork:
     """The Q network ``cfg`` describes (with ``user_model``'s predictions, or ``n_predictions`` columns of
-    caller-computed ones, when given)."""
+    caller-computed ones, when given; ``with_end``: their column :data:`END_COLUMN` is the termination chance,
+    and the reward prior includes the expected quit reward)."""
     predicted = user_model is not None or n_predictions > 0
     return QNetwork(
         layout,
@@ -160,6 +176,7 @@ def q_network(
         dueling=cfg.q_dueling,
         action_inputs=cfg.q_action_inputs if predicted else "all",
         n_predictions=n_predictions,
+        quit_prior=cfg.reward_quit if with_end and cfg.q_reward_prior and n_predictions > END_COLUMN else None,
     )
 
 
