@@ -2,6 +2,7 @@
 
     python benchmarks/rl_bench.py                      # pools of 30 and 100, 3 seeds, DQN vs double DQN
     python benchmarks/rl_bench.py --steps 2000 --seeds 1 --episodes 300   # quick smoke run
+    python benchmarks/rl_bench.py --long-term     # MLP vs GRU user model, policies in sim and true listener
 
 1. Simulated steps per second of :class:`~spotrec.rl.env.PlaylistEnv` with a random policy, for
    the learned user model (an MLP of the configured size; its weights do not change the cost) and for the
@@ -21,18 +22,24 @@
    mean (returns are those of the epsilon-greedy behaviour in the learned simulator), with the training
    seconds to get there and in total.
 
-4. With ``--long-term``: a policy comparison against the true listener on a synthetic world (catalogue,
-   users and listener of :mod:`spotrec.synth`, built in memory, no Spark) with its long-term effects off
-   (the control world, today's listener) and on (``--coherence``, ``--fatigue``, ``--patience``). Per
-   session a pool of ``--lt-pool`` tracks (half drawn from the user's own listening distribution, half
-   from the catalogue); the agent sees the user's and tracks' hidden taste vectors (stand-ins for the
-   ALS factors the pipeline gives it), popularity and duration. Policies: random, popularity, affinity
-   order (the ALS stand-in), greedy on the myopic listener (the true per-track probabilities with the
-   long-term effects off: the best a non-sequential user model can learn), the oracle (greedy on the
-   true listener, which also sees the session so far) and AH-DQN trained against the true listener
-   (``--lt-episodes``), each with its mean session reward and 95% CI over ``--lt-sessions`` held-out
-   sessions. It measures how much room for planning each world leaves; the full pipeline comparison
-   (AH-DQN trained in the learned simulator) is ``spotrec rl``.
+4. With ``--long-term``: the learned-simulator path of issue 12 on an in-memory synthetic world (catalogue,
+   users and listener of :mod:`spotrec.synth`, no Spark) with its long-term effects off (the control world,
+   today's listener) and on (``--coherence``, ``--fatigue``, ``--patience``). Per world:
+   ``--lt-log-sessions`` logged sessions are played against the true listener (half shuffled pools, the
+   exploration log; half affinity order with 30% random picks); the MLP and the GRU user model (both with
+   the learned termination head) are fitted on 70% of them and compared on 15% held out (AUC, log-loss,
+   calibration error per head); AH-DQN is trained for ``--lt-episodes`` episodes in the GRU simulator with
+   its own GRU features (:class:`~spotrec.rl.planning.SequentialAgentFeatures`: the session so far in its
+   state); then every policy plays the same ``--lt-sessions`` fresh sessions in the learned simulator and
+   against the true listener: random, popularity, affinity order (the ALS stand-in), greedy on the MLP,
+   greedy on the GRU, greedy on the GRU counting the expected quit reward (diagnostic), the oracle (greedy
+   on the true listener, which sees the session so far) and AH-DQN, each with its mean session reward and
+   95% CI; and the sim-to-real check, the Spearman correlation of the policies' rewards in the two. Per
+   session a pool of ``--lt-pool`` tracks (half from the user's own listening distribution, half from the
+   catalogue); the track block is the track's hidden taste vector (stand-in for ALS factors), popularity,
+   duration and the user's affinity to it (the recommender's score). ``--lt-worlds long_term`` runs one
+   world; ``--lt-direct`` runs the older comparison instead (AH-DQN trained against the true listener, no
+   user model; greedy on the myopic true listener).
 
 Single-threaded torch (``torch.set_num_threads(1)``) so numbers compare across machines with other load.
 """

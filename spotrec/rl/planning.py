@@ -59,15 +59,19 @@ class SequentialAgentFeatures:
 
     n_predictions = len(PREDICTION_COLUMNS)
 
-    def __init__(self, model: SequentialUserModel, pool_size: int, quit_prior: bool = True) -> None:
+    def __init__(
+        self, model: SequentialUserModel, pool_size: int, quit_prior: bool = True, gru_state: bool = True
+    ) -> None:
         """``quit_prior``: the Q network's reward prior also counts the expected quit reward
-        (``reward_quit * p_end``), so it starts from greedy on the whole immediate reward."""
+        (``reward_quit * p_end``), so it starts from greedy on the whole immediate reward. ``gru_state``:
+        put the GRU state in the agent's state (else only the skip and completion fractions)."""
         self.model = model
         self.quit_prior = quit_prior and model.has_termination
+        self.gru_state = gru_state
         self.pool_size = pool_size
         self._response = SequentialResponse(model)
         self.state_columns = (
-            *(f"a_gru{i}" for i in range(model.net.gru_hidden)),
+            *(f"a_gru{i}" for i in range(model.net.gru_hidden if gru_state else 0)),
             "a_skip_fraction",
             "a_complete_fraction",
         )
@@ -90,7 +94,7 @@ class SequentialAgentFeatures:
                 session.track_features[list(history.played)], session.track_features[candidates]
             )
             preds[candidates] = np.column_stack([probs.p_complete, probs.p_skip, probs.p_listen, p_end, seq])
-        h = self._response.state(session, history)
+        h = self._response.state(session, history) if self.gru_state else np.zeros(0, np.float32)
         n = max(len(history.outcomes), 1)
         skipped = sum(o == 2 for o in history.outcomes) / n
         completed = sum(o == 0 for o in history.outcomes) / n
