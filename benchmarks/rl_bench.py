@@ -2,6 +2,7 @@
 
     python benchmarks/rl_bench.py                      # pools of 30 and 100, 3 seeds, DQN vs double DQN
     python benchmarks/rl_bench.py --steps 2000 --seeds 1 --episodes 300   # quick smoke run
+    python benchmarks/rl_bench.py --long-term     # MLP vs GRU user model, policies in sim and true listener
 
 1. Simulated steps per second of :class:`~spotrec.rl.env.PlaylistEnv` with a random policy, for
    the learned user model (an MLP of the configured size; its weights do not change the cost) and for the
@@ -21,18 +22,24 @@
    mean (returns are those of the epsilon-greedy behaviour in the learned simulator), with the training
    seconds to get there and in total.
 
-4. With ``--long-term``: a policy comparison against the true listener on a synthetic world (catalogue,
-   users and listener of :mod:`spotrec.synth`, built in memory, no Spark) with its long-term effects off
-   (the control world, today's listener) and on (``--coherence``, ``--fatigue``, ``--patience``). Per
-   session a pool of ``--lt-pool`` tracks (half drawn from the user's own listening distribution, half
-   from the catalogue); the agent sees the user's and tracks' hidden taste vectors (stand-ins for the
-   ALS factors the pipeline gives it), popularity and duration. Policies: random, popularity, affinity
-   order (the ALS stand-in), greedy on the myopic listener (the true per-track probabilities with the
-   long-term effects off: the best a non-sequential user model can learn), the oracle (greedy on the
-   true listener, which also sees the session so far) and AH-DQN trained against the true listener
-   (``--lt-episodes``), each with its mean session reward and 95% CI over ``--lt-sessions`` held-out
-   sessions. It measures how much room for planning each world leaves; the full pipeline comparison
-   (AH-DQN trained in the learned simulator) is ``spotrec rl``.
+4. With ``--long-term``: the learned-simulator path of issue 12 on an in-memory synthetic world (catalogue,
+   users and listener of :mod:`spotrec.synth`, no Spark) with its long-term effects off (the control world,
+   today's listener) and on (``--coherence``, ``--fatigue``, ``--patience``). Per world:
+   ``--lt-log-sessions`` logged sessions are played against the true listener (half shuffled pools, the
+   exploration log; half affinity order with 30% random picks); the MLP and the GRU user model (both with
+   the learned termination head) are fitted on 70% of them and compared on 15% held out (AUC, log-loss,
+   calibration error per head); AH-DQN is trained for ``--lt-episodes`` episodes in the GRU simulator with
+   its own GRU features (:class:`~spotrec.rl.planning.SequentialAgentFeatures`: the session so far in its
+   state); then every policy plays the same ``--lt-sessions`` fresh sessions in the learned simulator and
+   against the true listener: random, popularity, affinity order (the ALS stand-in), greedy on the MLP,
+   greedy on the GRU, greedy on the GRU counting the expected quit reward (diagnostic), the oracle (greedy
+   on the true listener, which sees the session so far) and AH-DQN, each with its mean session reward and
+   95% CI; and the sim-to-real check, the Spearman correlation of the policies' rewards in the two. Per
+   session a pool of ``--lt-pool`` tracks (half from the user's own listening distribution, half from the
+   catalogue); the track block is the track's hidden taste vector (stand-in for ALS factors), popularity,
+   duration and the user's affinity to it (the recommender's score). ``--lt-worlds long_term`` runs one
+   world; ``--lt-direct`` runs the older comparison instead (AH-DQN trained against the true listener, no
+   user model; greedy on the myopic true listener).
 
 Single-threaded torch (``torch.set_num_threads(1)``) so numbers compare across machines with other load.
 """
@@ -53,7 +60,7 @@ from spotrec.rl.evaluate import run_sessions
 from spotrec.rl.features import FeatureLayout
 from spotrec.rl.policies import DQNPolicy, RandomPolicy
 from spotrec.rl.q_network import QNetwork
-from spotrec.rl.user_model import LearnedUserModel, UserModelNet
+from spotrec.rl.user_model import LearnedUserModel, UserModelData, UserModelNet
 
 
 def _random_session(rng: np.random.Generator, layout: FeatureLayout, n: int, n_tracks: int) -> SessionSpec:
@@ -278,7 +285,9 @@ def _long_term_world(users: int, artists: int, seed: int, **long_term: float):  
     return cfg, cat, profiles, TrueResponse(GroundTruth(gt_users, gt_tracks, TruthModel.for_world(cfg)))
 
 
-def _long_term_sessions(cat, profiles, users: int, pool: int, n: int, rng: np.random.Generator) -> list[SessionSpec]:  # type: ignore[no-untyped-def]
+def _long_term_sessions(  # type: ignore[no-untyped-def]
+    cat, profiles, users: int, pool: int, n: int, rng: np.random.Generator, with_score: bool = False
+) -> list[SessionSpec]:
     from spotrec.synth.listeners import user_id
 
     out = []
@@ -288,6 +297,8 @@ def _long_term_sessions(cat, profiles, users: int, pool: int, n: int, rng: np.ra
         rest = rng.choice(np.setdiff1d(np.arange(cat.n_tracks), own), size=pool - len(own), replace=False)
         ids = np.concatenate([own, rest])
         feats = np.column_stack([cat.track_vectors[ids], cat.popularity[ids], cat.duration_ms[ids] / 600_000.0])
+        if with_score:  # the recommender's score as a feature, as the pipeline's ALS factors give it
+            feats = np.column_stack([feats, prof.affinity[ids]])
         out.append(
             SessionSpec(
                 user_id=user_id(prof.user, users),
@@ -371,6 +382,209 @@ def long_term_comparison(args: argparse.Namespace) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _log_sessions(
+    truth: TrueResponse, sessions: list[SessionSpec], cfg: RlConfig, layout: FeatureLayout, seed: int
+) -> UserModelData:
+    """Logged sessions the learned simulator is fitted on, played against the true listener.
+
+    Half are the exploration log (the pool in random order), half organic (affinity order with a 30% chance
+    of a random track per slot); each row records the user and track blocks, the session context, the
+    three labels and whether the listener left after it (``ended``: a quit; a session cut at
+    ``playlist_length`` is not an end).
+    """
+    from spotrec.rl.env import OUTCOMES, context_vector
+    from spotrec.rl.user_model import OUTCOME_LABELS
+
+    env = PlaylistEnv(sessions, truth, cfg, layout)
+    rng = np.random.default_rng(seed)
+    user, track, context, labels, ended, keys, positions, ids = [], [], [], [], [], [], [], []
+    for i, spec in enumerate(sessions):
+        env.reset(seed=seed + i, options={"session": spec})
+        explore = i % 2 == 0
+        done = False
+        while not done:
+            state = env.state()
+            available = np.flatnonzero(state.available)
+            if explore or rng.random() < 0.3:
+                action = int(rng.choice(available))
+            else:
+                assert spec.scores is not None
+                action = int(available[np.argmax(spec.scores[available])])
+            ctx = context_vector(state.position, state.consecutive_skips, cfg)
+            _, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            user.append(spec.user_features)
+            track.append(spec.track_features[action])
+            context.append(ctx)
+            labels.append(OUTCOME_LABELS[OUTCOMES.index(info["outcome"])])
+            ended.append(float(info["quit"]))
+            keys.append(f"s{i}")
+            positions.append(state.position)
+            ids.append(str(spec.track_ids[action]))
+    return UserModelData(
+        user=np.array(user, np.float32),
+        track=np.array(track, np.float32),
+        context=np.array(context, np.float32),
+        labels=np.array(labels, np.float32),
+        track_ids=np.array(ids),
+        ended=np.array(ended, np.float32),
+        session_keys=np.array(keys),
+        positions=np.array(positions),
+    )
+
+
+def _rows_of(data: UserModelData, keep: np.ndarray) -> UserModelData:
+    return UserModelData(
+        user=data.user[keep],
+        track=data.track[keep],
+        context=data.context[keep],
+        labels=data.labels[keep],
+        track_ids=None if data.track_ids is None else data.track_ids[keep],
+        ended=None if data.ended is None else data.ended[keep],
+        session_keys=None if data.session_keys is None else data.session_keys[keep],
+        positions=None if data.positions is None else data.positions[keep],
+    )
+
+
+def learned_simulator_comparison(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The pipeline's path on an in-memory synthetic world, control vs long-term listener.
+
+    Per world: log ``--lt-log-sessions`` sessions against the true listener (:func:`_log_sessions`), fit the
+    MLP and the GRU user model (both with the learned termination head) on 70% of them, compare them on
+    15% held out, train AH-DQN in the GRU simulator with the agent's own GRU features
+    (:class:`~spotrec.rl.planning.SequentialAgentFeatures`), then play every policy on the same
+    ``--lt-sessions`` fresh sessions in the learned simulator and against the true listener.
+
+    Returns:
+        (user model comparison, policy comparison, sim-to-real rank correlation per world).
+    """
+    from spotrec.rl.evaluate import mean_ci
+    from spotrec.rl.planning import SequentialAgentFeatures
+    from spotrec.rl.policies import GreedyUserModelPolicy, PopularityPolicy, ScorePolicy
+    from spotrec.rl.sequential import (
+        SequentialResponse,
+        compare_user_models,
+        mlp_end_probabilities,
+        train_sequential_user_model,
+    )
+    from spotrec.rl.user_model import train_user_model
+
+    worlds = {
+        "control": {},
+        "long_term": {
+            "coherence_weight": args.coherence,
+            "artist_fatigue_weight": args.fatigue,
+            "patience_weight": args.patience,
+        },
+    }
+    um_rows, rows, corr = [], [], []
+    for world, switches in worlds.items():
+        if world not in args.lt_worlds:
+            continue
+        _, cat, profiles, truth = _long_term_world(args.lt_users, args.lt_artists, args.seed, **switches)
+        d = cat.track_vectors.shape[1]
+        layout = FeatureLayout(
+            user=tuple(f"u_v{i}" for i in range(d)),
+            track=(*(f"t_v{i}" for i in range(d)), "t_popularity", "t_duration", "t_score"),
+            context=("c_position", "c_consecutive_skips"),
+        )
+        cfg = RlConfig(
+            pool_size=args.lt_pool,
+            playlist_length=args.lt_length,
+            episodes=args.lt_episodes,
+            termination="learned",
+            user_model_hidden=[64, 32],
+            user_model_gru_hidden=args.gru_hidden,
+            user_model_max_epochs=args.um_epochs,
+            learning_starts=256,
+            batch_size=64,
+            q_hidden=[64, 64],
+            gamma=args.gamma,
+            exploration_fraction=0.5,
+            log_every=max(args.lt_episodes // 5, 1),
+            seed=args.seed,
+        )
+        rng = np.random.default_rng(args.seed)
+        logged = _log_sessions(
+            truth,
+            _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_log_sessions, rng, True),
+            cfg,
+            layout,
+            args.seed,
+        )
+        assert logged.session_keys is not None
+        number = np.array([int(k[1:]) for k in logged.session_keys])
+        u = np.random.default_rng(args.seed + 7).random(args.lt_log_sessions)[number]
+        train, validation, test = (_rows_of(logged, m) for m in (u < 0.7, (u >= 0.7) & (u < 0.85), u >= 0.85))
+        started = time.perf_counter()
+        mlp = train_user_model(train, validation, layout, cfg)
+        mlp_s = time.perf_counter() - started
+        started = time.perf_counter()
+        gru = train_sequential_user_model(train, validation, layout, cfg)
+        gru_s = time.perf_counter() - started
+        gru_probs, gru_end = gru.predict_rows(test)
+        ends = {"mlp": mlp_end_probabilities(mlp, test), "gru": gru_end}
+        table = compare_user_models(
+            {"mlp": mlp.predict(test), "gru": gru_probs},
+            test,
+            cfg.calibration_bins,
+            {k: v for k, v in ends.items() if v is not None},
+        )
+        table.insert(0, "world", world)
+        table["train_s"] = table["predictor"].map({"mlp": mlp_s, "gru": gru_s})
+        um_rows.append(table)
+
+        sim = SequentialResponse(gru)
+        train_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, 2000, rng, True)
+        test_sessions = _long_term_sessions(cat, profiles, args.lt_users, args.lt_pool, args.lt_sessions, rng, True)
+        started = time.perf_counter()
+        agent = agent_mod.train_agent(
+            PlaylistEnv(train_sessions, sim, cfg, layout),
+            cfg,
+            features=SequentialAgentFeatures(gru, cfg.pool_size),
+        )
+        train_s = time.perf_counter() - started
+        policies = [
+            RandomPolicy(),
+            PopularityPolicy(),
+            ScorePolicy("affinity_order"),
+            GreedyUserModelPolicy(LearnedResponse(mlp), cfg, name="greedy_mlp"),
+            GreedyUserModelPolicy(SequentialResponse(gru), cfg, name="greedy_gru"),
+            GreedyUserModelPolicy(SequentialResponse(gru), cfg, name="greedy_gru_with_quit", with_quit=True),
+            GreedyUserModelPolicy(truth, cfg, name="oracle_greedy"),
+            DQNPolicy(agent.q, features=SequentialAgentFeatures(gru, cfg.pool_size)),
+        ]
+        means: dict[str, dict[str, float]] = {}
+        for where, response in (("learned_sim", sim), ("true_listener", truth)):
+            env = PlaylistEnv(test_sessions, response, cfg, layout)
+            for policy in policies:
+                per = run_sessions(env, policy, test_sessions, seed=args.seed + 1)
+                mean, lo, hi = mean_ci(per["session_reward"].to_numpy())
+                means.setdefault(policy.name, {})[where] = mean
+                rows.append(
+                    {
+                        "world": world,
+                        "evaluated_in": where,
+                        "policy": policy.name,
+                        "reward": mean,
+                        "ci95": f"[{lo:.2f}, {hi:.2f}]",
+                        "length": per["session_length"].mean(),
+                        "skip_rate": per["skip_rate"].mean(),
+                        "train_s": train_s if policy.name == "ah_dqn" else float("nan"),
+                    }
+                )
+        pair = pd.DataFrame(means).T
+        corr.append(
+            {
+                "world": world,
+                "policies": len(pair),
+                "spearman_sim_vs_true": float(pair["learned_sim"].corr(pair["true_listener"], method="spearman")),
+                "mean_sim_minus_true": float((pair["learned_sim"] - pair["true_listener"]).mean()),
+            }
+        )
+    return pd.concat(um_rows, ignore_index=True), pd.DataFrame(rows), pd.DataFrame(corr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=5000, help="simulated steps per (world, pool)")
@@ -393,12 +607,35 @@ def main() -> None:
     parser.add_argument("--lt-length", type=int, default=15)
     parser.add_argument("--lt-episodes", type=int, default=3000)
     parser.add_argument("--lt-sessions", type=int, default=500)
+    parser.add_argument("--lt-log-sessions", type=int, default=3000, help="--long-term: logged sessions")
+    parser.add_argument("--gru-hidden", type=int, default=32, help="--long-term: GRU state size")
+    parser.add_argument("--um-epochs", type=int, default=30, help="--long-term: user model epoch cap")
+    parser.add_argument("--lt-worlds", nargs="+", default=["control", "long_term"], help="--long-term: worlds")
+    parser.add_argument("--gamma", type=float, default=0.9, help="--long-term: AH-DQN discount")
+    parser.add_argument(
+        "--lt-direct", action="store_true", help="--long-term: AH-DQN trained against the true listener instead"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.long_term:
         torch.set_num_threads(1)
-        print("== policies against the true listener: control world vs long-term world ==")
-        print(long_term_comparison(args).to_string(index=False, float_format="%.3f"))
+        pd.set_option("display.width", 200)
+        if args.lt_direct:
+            print("== policies against the true listener: control world vs long-term world ==")
+            print(long_term_comparison(args).to_string(index=False, float_format="%.3f"))
+            return
+        um, policies, corr = learned_simulator_comparison(args)
+        print("== user models on held-out logged sessions (AUC, log-loss, calibration error per head) ==")
+        wide = um.pivot_table(index=["world", "head"], columns=["predictor", "metric"], values="value", sort=False)
+        print(wide.to_string(float_format=lambda v: f"{v:.4f}"))
+        print()
+        for where in ("learned_sim", "true_listener"):
+            print(f"== policies evaluated in {where} (AH-DQN trained in the GRU simulator) ==")
+            part = policies[policies["evaluated_in"] == where].drop(columns="evaluated_in")
+            print(part.to_string(index=False, float_format="%.3f"))
+            print()
+        print("== sim-to-real: rank correlation of the policies between simulator and true listener ==")
+        print(corr.to_string(index=False, float_format="%.3f"))
         return
     if args.policy:
         print(f"== AH-DQN training on the demo data ({args.policy}) ==")

@@ -486,6 +486,12 @@ class RlConfig(_Section):
     """Positions are divided by this (and clipped at 1) in the context features."""
 
     # --- user model -----------------------------------------------------------------------------
+    user_model: Literal["mlp", "gru"] = "mlp"
+    """The learned simulator's user model: ``mlp`` (the candidate, position and skip run only) or ``gru``
+    (also a GRU over the session so far: tracks, responses, distances; :mod:`spotrec.rl.sequential`).
+    With ``gru`` both are trained and compared on the held-out sessions; the GRU drives the simulator."""
+    user_model_gru_hidden: int = 32
+    """State size of the GRU of ``user_model: gru``."""
     user_model_hidden: list[int] = Field(default_factory=lambda: [64, 32])
     """Hidden layer sizes of the shared trunk of the user model (three sigmoid heads sit on top)."""
     user_model_lr: float = 3e-3

@@ -491,6 +491,8 @@ def test_run_playlists_end_to_end(spark: SparkSession, storage: Storage, config:
         eval_sessions=6,
         training_users=4,
         q_hidden=[8],
+        user_model="gru",  # the MLP is trained and compared too; the GRU drives the simulator
+        user_model_gru_hidden=4,
         seed=2,
     )
     result = run_playlists(spark, storage, config, rl, "run-1", session="2026-09-14")
@@ -515,6 +517,11 @@ def test_run_playlists_end_to_end(spark: SparkSession, storage: Storage, config:
 
     ops = storage.read(MODEL_METRICS).where("run_id = 'run-1'").toPandas()
     assert {"rl_policy:ah_dqn", "rl_policy:random", "rl_policy:greedy_user_model"} <= set(ops["model"])
-    # No ground truth in this world; "training" holds the AH-DQN training curve.
-    assert set(ops["dataset"]) == {"learned_sim", "training"}
-    assert (ops["metric"] == "session_reward_mean").sum() == len(set(ops["model"]))
+    # No ground truth in this world; "training" holds the AH-DQN training curve, "test" the user models.
+    assert set(ops["dataset"]) == {"learned_sim", "training", "test"}
+    policies = {m for m in ops["model"] if m.startswith("rl_policy:")}
+    assert (ops["metric"] == "session_reward_mean").sum() == len(policies)
+    assert result.user_model_comparison is not None
+    compared = ops[ops["dataset"] == "test"]
+    assert set(compared["model"]) == {"rl_user_model:mlp", "rl_user_model:gru"}
+    assert {"skipped_auc", "skipped_log_loss", "skipped_ece", "completed_auc"} <= set(compared["metric"])

@@ -9,6 +9,7 @@ from gymnasium.utils.env_checker import check_env
 
 from spotrec.config import RlConfig
 from spotrec.rl.env import (
+    OUTCOMES,
     LearnedResponse,
     PlaylistEnv,
     ResponseProbs,
@@ -234,7 +235,8 @@ def test_sequential_true_response_rebuilds_the_session_state_from_the_history() 
     env.reset(seed=0)
     _, _, _, _, first = env.step(0)
     if not first["quit"]:
-        assert env.state().history == History((0,), (first["outcome"] == "skip",))
+        outcome = OUTCOMES.index(first["outcome"])
+        assert env.state().history == History((0,), (first["outcome"] == "skip",), (outcome,))
         _, _, _, _, second = env.step(1)
         direct = truth.probabilities(
             spec,

@@ -26,6 +26,7 @@ from spotrec.config import RlConfig
 from spotrec.rl.dqn import ReplayBuffer, linear_schedule, td_targets
 from spotrec.rl.env import PlaylistEnv
 from spotrec.rl.features import FeatureLayout
+from spotrec.rl.planning import AgentFeatures, augment
 from spotrec.rl.q_network import QNetwork, greedy_action, obs_tensors, q_network
 from spotrec.rl.user_model import (
     LearnedUserModel,
@@ -56,6 +57,7 @@ def train_agent(
     cfg: RlConfig,
     *,
     user_model: LearnedUserModel | None = None,
+    features: AgentFeatures | None = None,
     on_episode_end: Callable[[int, QNetwork], bool] | None = None,
 ) -> TrainedAgent:
     """Train AH-DQN on ``env`` for ``cfg.episodes`` episodes; return the online network.
@@ -67,6 +69,9 @@ def train_agent(
         env: the simulator (its ``layout`` sizes the network).
         cfg: hyperparameters and the seed.
         user_model: when given, its predictions are extra Q-network inputs (see :class:`QNetwork`).
+        features: instead of ``user_model``: the agent's own per-candidate predictions and state features
+            computed from the session so far (:class:`spotrec.rl.planning.SequentialAgentFeatures`); the
+            state features are appended to the context block, so the agent's state carries the history.
         on_episode_end: called with (episodes done, online network) after every episode, e.g. to evaluate
             the greedy policy; returning True stops training early.
     """
@@ -77,14 +82,33 @@ def train_agent(
     rng = np.random.default_rng(cfg.seed)
     env.action_space.seed(cfg.seed)
 
-    layout = env.layout
-    q = q_network(layout, cfg, copy.deepcopy(user_model.net) if user_model is not None else None)
+    if features is not None and user_model is not None:
+        raise ValueError("give the agent either a user model's predictions or its own features, not both")
+    layout = env.layout if features is None else features.layout(env.layout)
+    q = q_network(
+        layout,
+        cfg,
+        copy.deepcopy(user_model.net) if user_model is not None else None,
+        n_predictions=features.n_predictions if features is not None else 0,
+        with_end=features is not None and features.quit_prior,
+    )
     target = copy.deepcopy(q)
     opt = torch.optim.Adam([p for p in q.parameters() if p.requires_grad], lr=cfg.q_lr)
-    buffer = ReplayBuffer(cfg.replay_size, layout, cfg.pool_size, cfg.seed, with_probs=q.user_model is not None)
+    buffer = ReplayBuffer(
+        cfg.replay_size,
+        layout,
+        cfg.pool_size,
+        cfg.seed,
+        with_probs=q.n_predictions > 0,
+        n_predictions=max(q.n_predictions, 1),
+    )
 
-    def probs_of(o: dict[str, np.ndarray]) -> torch.Tensor | None:
-        return q.user_probs(*obs_tensors(o)[:3])
+    def observe(o: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], torch.Tensor | None]:
+        """The observation as the Q network sees it, and its prediction block."""
+        if features is None:
+            return o, q.user_probs(*obs_tensors(o)[:3])
+        preds, state_features = features(o, env.state())
+        return augment(o, state_features), torch.from_numpy(preds).unsqueeze(0)
 
     history: list[dict[str, float]] = []
     global_step, updates = 0, 0
@@ -93,7 +117,7 @@ def train_agent(
     for episode in range(cfg.episodes):
         if episode > 0:
             obs, _ = env.reset()
-        probs = probs_of(obs)
+        obs, probs = observe(obs)
         epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, cfg.exploration_fraction * cfg.episodes, episode)
         done, ep_return, ep_len, losses, q_values = False, 0.0, 0, [], []
         while not done:
@@ -102,8 +126,8 @@ def train_agent(
             else:
                 action, q_value = greedy_action(q, obs, probs)
                 q_values.append(q_value)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            next_probs = probs_of(next_obs)
+            raw_next, reward, terminated, truncated, _ = env.step(action)
+            next_obs, next_probs = observe(raw_next)
             buffer.add(
                 obs,
                 action,

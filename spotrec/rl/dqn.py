@@ -20,12 +20,18 @@ class ReplayBuffer:
     FIELDS = ("user", "pool", "context", "mask", "next_context", "next_mask", "action", "reward", "done")
 
     def __init__(
-        self, capacity: int, layout: FeatureLayout, pool_size: int, seed: int, with_probs: bool = False
+        self,
+        capacity: int,
+        layout: FeatureLayout,
+        pool_size: int,
+        seed: int,
+        with_probs: bool = False,
+        n_predictions: int = len(HEADS),
     ) -> None:
         self.capacity = capacity
         self.with_probs = with_probs
         n_probs = capacity if with_probs else 0
-        self.probs = np.zeros((n_probs, pool_size, len(HEADS)), np.float32)
+        self.probs = np.zeros((n_probs, pool_size, n_predictions), np.float32)
         self.next_probs = np.zeros_like(self.probs)
         self.user = np.zeros((capacity, layout.user_dim), np.float32)
         self.pool = np.zeros((capacity, pool_size, layout.track_dim), np.float32)

@@ -78,6 +78,8 @@ class History:
     """Pool indices of the tracks played, in order (invalid actions are not listed)."""
     skipped: tuple[bool, ...] = ()
     """Whether each of them was skipped."""
+    outcomes: tuple[int, ...] = ()
+    """Each one's outcome as an index into :data:`OUTCOMES` (complete, listen, skip)."""
 
 
 class ResponseModel(Protocol):
@@ -359,7 +361,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
         self._mask = np.zeros(cfg.pool_size, dtype=np.int8)
         self._position = 1
         self._skips = 0
-        self._history: tuple[list[int], list[bool]] = ([], [])
+        self._history: tuple[list[int], list[bool], list[int]] = ([], [], [])
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -373,7 +375,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
         return SessionState(self.session, self._position, self._skips, self._mask[:n].astype(bool), self._history_now())
 
     def _history_now(self) -> History:
-        return History(tuple(self._history[0]), tuple(self._history[1]))
+        return History(tuple(self._history[0]), tuple(self._history[1]), tuple(self._history[2]))
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {
@@ -407,7 +409,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
         self._mask[:] = 0
         self._mask[:n] = 1
         self._position, self._skips = 1, 0
-        self._history = ([], [])
+        self._history = ([], [], [])
         return self._obs(), {"user_id": session.user_id}
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
@@ -438,6 +440,7 @@ class PlaylistEnv(gym.Env):  # type: ignore[type-arg]
             self._mask[a] = 0
             self._history[0].append(a)
             self._history[1].append(outcome == "skip")
+            self._history[2].append(OUTCOMES.index(outcome))
         self._skips = self._skips + 1 if outcome == "skip" else 0
         self._position += 1
         if quit_after is not None:

@@ -29,6 +29,7 @@ from spotrec.rl.env import (
     outcome_probabilities,
     respond,
 )
+from spotrec.rl.planning import AgentFeatures, augment
 from spotrec.rl.q_network import QNetwork, greedy_action
 from spotrec.rl.user_model import LearnedUserModel
 
@@ -82,28 +83,42 @@ class GreedyUserModelPolicy:
     sees the session so far; the policy stays myopic either way.
     """
 
-    def __init__(self, response: ResponseModel, cfg: RlConfig, name: str = "greedy_user_model") -> None:
+    def __init__(
+        self, response: ResponseModel, cfg: RlConfig, name: str = "greedy_user_model", with_quit: bool = False
+    ) -> None:
+        """``with_quit``: also count the expected quit reward (``reward_quit`` times the response model's
+        P(end | outcome), when it has one): greedy on the whole immediate reward, a one-step look at the end
+        of the session (a diagnostic baseline: where an agent's gain over plain greedy comes from)."""
         self.response = response
         self.cfg = cfg
         self.name = name
+        self.with_quit = with_quit
 
     def act(self, obs: dict[str, np.ndarray], state: SessionState, rng: np.random.Generator) -> int:
         candidates = np.flatnonzero(state.available)
         probs = respond(
             self.response, state.session, candidates, state.position, state.consecutive_skips, state.history
         )
-        return int(candidates[int(np.argmax(expected_reward(probs, self.cfg)))])
+        value = expected_reward(probs, self.cfg)
+        if self.with_quit and probs.p_quit_after is not None:
+            value = value + self.cfg.reward_quit * (outcome_probabilities(probs) * probs.p_quit_after).sum(axis=1)
+        return int(candidates[int(np.argmax(value))])
 
 
 class DQNPolicy:
-    """The trained AH-DQN, acting greedily."""
+    """The trained AH-DQN, acting greedily (with the same :class:`~spotrec.rl.planning.AgentFeatures` it
+    was trained with, when it was)."""
 
-    def __init__(self, q: QNetwork, name: str = "ah_dqn") -> None:
+    def __init__(self, q: QNetwork, name: str = "ah_dqn", features: AgentFeatures | None = None) -> None:
         self.q = q
         self.name = name
+        self.features = features
 
     def act(self, obs: dict[str, np.ndarray], state: SessionState, rng: np.random.Generator) -> int:
-        return greedy_action(self.q, obs)[0]
+        if self.features is None:
+            return greedy_action(self.q, obs)[0]
+        preds, state_features = self.features(obs, state)
+        return greedy_action(self.q, augment(obs, state_features), torch.from_numpy(preds).unsqueeze(0))[0]
 
 
 @dataclass

@@ -188,7 +188,17 @@ def generate_playlists(spark: SparkSession, sessions: DataFrame, policy_file: st
 
 
 def collect_training_split(rows: DataFrame, cfg: RlConfig) -> dict[str, pd.DataFrame]:
-    cols = [C.USER_ID, C.TRACK_ID, C.POSITION, USER_FEATURES, TRACK_FEATURES, CONTEXT_FEATURES, *LABELS, SPLIT]
+    cols = [
+        C.USER_ID,
+        C.SESSION_ID,
+        C.TRACK_ID,
+        C.POSITION,
+        USER_FEATURES,
+        TRACK_FEATURES,
+        CONTEXT_FEATURES,
+        *LABELS,
+        SPLIT,
+    ]
     cols += [c for c in (LABEL_ENDED,) if c in rows.columns]  # the termination head's label
     selected = rows.select(*cols).cache()  # counted, then collected: compute the feature plan once
     try:

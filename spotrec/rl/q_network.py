@@ -17,6 +17,9 @@ from spotrec.config import RlConfig
 from spotrec.rl.features import FeatureLayout
 from spotrec.rl.user_model import COMPLETED, HEADS, LISTENED, UserModelNet
 
+END_COLUMN = 3
+"""Column of a caller-computed prediction block holding P(the session ends after the track), when it has one
+(:data:`spotrec.rl.planning.PREDICTION_COLUMNS`)."""
 MASKED_Q = -1e9
 """Q value given to unplayable pool slots (finite, so masked rows times done=1 never make NaN)."""
 
@@ -50,27 +53,40 @@ class QNetwork(nn.Module):
         reward_prior: Sequence[float] | None = None,
         dueling: bool = False,
         action_inputs: str = "all",
+        n_predictions: int = 0,
+        quit_prior: float | None = None,
     ) -> None:
         super().__init__()
         if action_inputs not in ("all", "predictions"):
             raise ValueError(f"action_inputs must be 'all' or 'predictions', not {action_inputs!r}")
-        if action_inputs == "predictions" and user_model is None:
+        if user_model is not None and n_predictions:
+            raise ValueError("give either a user model or n_predictions (predictions computed by the caller)")
+        self.n_predictions = len(HEADS) if user_model is not None else n_predictions
+        """Per-candidate prediction columns: the first three are the heads in HEADS order (the reward prior
+        reads them); a caller-computed block (e.g. :class:`spotrec.rl.planning.SequentialAgentFeatures`)
+        may add more (termination chance, sequence features)."""
+        if action_inputs == "predictions" and not self.n_predictions:
             raise ValueError("action_inputs='predictions' needs a user model")
         self.action_inputs = action_inputs
         self.user_model = user_model
         if user_model is not None:
             user_model.requires_grad_(False)
-        if reward_prior is not None and user_model is None:
+        if reward_prior is not None and not self.n_predictions:
             raise ValueError("reward_prior needs a user model to predict the immediate reward")
+        if quit_prior is not None and (reward_prior is None or self.n_predictions <= END_COLUMN):
+            raise ValueError("quit_prior needs the reward prior and a termination column in the predictions")
+        self.quit_prior = quit_prior
+        """With caller-computed predictions whose column :data:`END_COLUMN` is P(the session ends after the
+        track): the prior also carries the expected quit reward, ``quit_prior * P(end)``."""
         self.reward_prior: torch.Tensor | None
         if reward_prior is not None:
             self.register_buffer("reward_prior", torch.tensor(list(reward_prior), dtype=torch.float32))
         else:
             self.reward_prior = None
         if action_inputs == "predictions":
-            width = layout.context_dim + len(HEADS)
+            width = layout.context_dim + self.n_predictions
         else:
-            width = layout.user_dim + layout.context_dim + layout.track_dim + (len(HEADS) if user_model else 0)
+            width = layout.user_dim + layout.context_dim + layout.track_dim + self.n_predictions
         self.mlp = _mlp(width, hidden, zero_last=self.reward_prior is not None)
         self.value = (
             _mlp(layout.user_dim + layout.context_dim, hidden, zero_last=self.reward_prior is not None)
@@ -102,16 +118,19 @@ class QNetwork(nn.Module):
         n = pool.shape[1]
         c = context.unsqueeze(1).expand(-1, n, -1)
         parts = [c] if self.action_inputs == "predictions" else [user.unsqueeze(1).expand(-1, n, -1), c, pool]
-        if self.user_model is not None:
+        if self.n_predictions:
             if probs is None:
                 probs = self.user_probs(user, context, pool)
-            assert probs is not None
+            if probs is None:
+                raise ValueError("this Q network reads caller-computed predictions: pass probs")
             parts.append(probs)
         q = self.mlp(torch.cat(parts, dim=-1)).squeeze(-1)
         if self.value is not None:
             q = q + self.value(torch.cat([user, context], dim=-1))
         if self.reward_prior is not None and probs is not None:
             q = q + expected_reward_torch(probs, self.reward_prior)
+            if self.quit_prior is not None:
+                q = q + self.quit_prior * probs[..., END_COLUMN]
         return q
 
     def masked(
@@ -138,15 +157,26 @@ def _mlp(width: int, hidden: Sequence[int], zero_last: bool) -> nn.Sequential:
     return nn.Sequential(*layers, last)
 
 
-def q_network(layout: FeatureLayout, cfg: RlConfig, user_model: UserModelNet | None) -> QNetwork:
-    """The Q network ``cfg`` describes (with ``user_model``'s predictions when given)."""
+def q_network(
+    layout: FeatureLayout,
+    cfg: RlConfig,
+    user_model: UserModelNet | None,
+    n_predictions: int = 0,
+    with_end: bool = False,
+) -> QNetwork:
+    """The Q network ``cfg`` describes (with ``user_model``'s predictions, or ``n_predictions`` columns of
+    caller-computed ones, when given; ``with_end``: their column :data:`END_COLUMN` is the termination chance,
+    and the reward prior includes the expected quit reward)."""
+    predicted = user_model is not None or n_predictions > 0
     return QNetwork(
         layout,
         cfg.q_hidden,
         user_model,
-        reward_vector(cfg) if user_model is not None and cfg.q_reward_prior else None,
+        reward_vector(cfg) if predicted and cfg.q_reward_prior else None,
         dueling=cfg.q_dueling,
-        action_inputs=cfg.q_action_inputs if user_model is not None else "all",
+        action_inputs=cfg.q_action_inputs if predicted else "all",
+        n_predictions=n_predictions,
+        quit_prior=cfg.reward_quit if with_end and cfg.q_reward_prior and n_predictions > END_COLUMN else None,
     )
 
 

@@ -62,6 +62,10 @@ class UserModelData:
     """Track ids per row (for the track-rate baseline)."""
     ended: np.ndarray | None = None
     """(n,) 1 on a session's last play (the termination head's label), when the rows have it."""
+    session_keys: np.ndarray | None = None
+    """(n,) the session of each row (what the sequential user model groups by), when the rows have it."""
+    positions: np.ndarray | None = None
+    """(n,) 1-based position of each row in its session, when the rows have it."""
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -80,6 +84,12 @@ class UserModelData:
             labels=pdf[list(LABELS)].to_numpy(dtype=np.float32),
             track_ids=pdf[C.TRACK_ID].to_numpy() if C.TRACK_ID in pdf else None,
             ended=pdf[LABEL_ENDED].to_numpy(dtype=np.float32) if LABEL_ENDED in pdf else None,
+            session_keys=(
+                (pdf[C.USER_ID].astype(str) + "\x1f" + pdf[C.SESSION_ID].astype(str)).to_numpy()
+                if C.SESSION_ID in pdf and C.USER_ID in pdf
+                else None
+            ),
+            positions=pdf[C.POSITION].to_numpy() if C.POSITION in pdf else None,
         )
 
 

@@ -56,6 +56,14 @@ from spotrec.rl.pools import (
     generate_playlists,
     true_probabilities,
 )
+from spotrec.rl.sequential import (
+    SequentialResponse,
+    compare_user_models,
+    comparison_text,
+    mlp_end_probabilities,
+    save_sequential_user_model,
+    train_sequential_user_model,
+)
 from spotrec.rl.user_model import UserModelData, evaluate_user_model, save_user_model, train_user_model
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
@@ -132,6 +140,8 @@ class PlaylistRunResult:
     playlists_written: int
     example_session: SessionSpec | None = None
     """One evaluation session (the MLflow model's input example)."""
+    user_model_comparison: pd.DataFrame | None = None
+    """With ``rl.user_model: gru``: MLP vs GRU on the held-out sessions (:func:`compare_user_models`)."""
 
 
 def run_playlists(
@@ -206,6 +216,26 @@ def run_playlists(
         f"{C.MODEL_VERSION} = '{user_model.version}'",
     )
 
+    # 2b. the sequential user model (rl.user_model: gru): compared with the MLP, then the simulator's engine
+    response: ResponseModel = LearnedResponse(user_model)
+    comparison = None
+    if rl.user_model == "gru":
+        gru = train_sequential_user_model(data["train"], data["validation"], layout, rl)
+        save_sequential_user_model(gru, artifacts / "user_model_gru")
+        gru_probs, gru_end = gru.predict_rows(data["test"])
+        mlp_end = mlp_end_probabilities(user_model, data["test"])
+        ends = {k: v for k, v in (("mlp", mlp_end), ("gru", gru_end)) if v is not None}
+        comparison = compare_user_models(
+            {"mlp": user_model.predict(data["test"]), "gru": gru_probs}, data["test"], rl.calibration_bins, ends
+        )
+        log.info(
+            "user models on held-out sessions (%s vs %s):\n%s",
+            user_model.version,
+            gru.version,
+            comparison_text(comparison),
+        )
+        response = SequentialResponse(gru)
+
     # 3. pools, simulator, agent
     plays = labelled_plays(events, tracks, rl)
     catalogue = pack_features(track_feature_columns(tracks, plays, rl, track_vecs, dim), layout).withColumn(
@@ -220,7 +250,7 @@ def run_playlists(
     train_sessions = collect_sessions(
         candidate_pools(sample_users, catalogue, rl, [f"train-{i}" for i in range(4)], scores), context
     )
-    env = PlaylistEnv(train_sessions, LearnedResponse(user_model), rl, layout)
+    env = PlaylistEnv(train_sessions, response, rl, layout)
     agent = train_agent(env, rl, user_model=user_model if rl.q_user_model_features else None)
     policy_path = save_policy(agent, user_model, artifacts / "policy")
 
@@ -240,8 +270,8 @@ def run_playlists(
     policies: list[Policy] = [RandomPolicy(), PopularityPolicy()]
     if scores is not None:
         policies.append(ScorePolicy())
-    policies += [GreedyUserModelPolicy(LearnedResponse(user_model), rl), DQNPolicy(agent.q)]
-    worlds: dict[str, ResponseModel] = {"learned_sim": LearnedResponse(user_model)}
+    policies += [GreedyUserModelPolicy(response, rl), DQNPolicy(agent.q)]
+    worlds: dict[str, ResponseModel] = {"learned_sim": response}
     if truth is not None:
         worlds["true_world"] = truth
     evaluation = compare_policies(policies, worlds, eval_sessions, rl, layout)
@@ -263,6 +293,21 @@ def run_playlists(
         (run_id, "rl_policy:ah_dqn", agent.version, "training", "episodic_return", episode, value, created)
         for episode, value in training_curve(agent.history)
     ]
+    if comparison is not None:  # MLP vs GRU user model on the held-out sessions
+        versions = {"mlp": user_model.version, "gru": response.model.version}  # type: ignore[attr-defined]
+        eval_rows += [
+            (
+                run_id,
+                f"rl_user_model:{r['predictor']}",
+                versions[r["predictor"]],
+                "test",
+                f"{r['head']}_{r['metric']}",
+                None,
+                None if pd.isna(r["value"]) else float(r["value"]),
+                created,
+            )
+            for r in comparison.to_dict("records")
+        ]
     storage.append(MODEL_METRICS, spark.createDataFrame(eval_rows, MODEL_METRICS.schema))
 
     # 5. playlists for every user, on executors
@@ -281,6 +326,7 @@ def run_playlists(
         user_model_metrics=um_metrics,
         playlists_written=written,
         example_session=eval_sessions[0] if eval_sessions else None,
+        user_model_comparison=comparison,
     )
 
 
@@ -296,6 +342,9 @@ def run(ctx: StepContext) -> StepResult:
             ctx.spark, ctx.storage, ctx.cfg, ctx.cfg.rl, run_id, scores=discover_weekly_scores(ctx.storage)
         )
         ctx.say(f"[rl] {r.user_model_version} / {r.policy_version}: {r.playlists_written:,} rows")
+        if r.user_model_comparison is not None:
+            ctx.say("[rl] user models on held-out sessions (AUC, log-loss, calibration error per head):")
+            ctx.say(comparison_text(r.user_model_comparison))
         ctx.say(comparison_table(r.evaluation))
         if ctx.tracker is not None and r.example_session is not None:  # the policy as an MLflow pyfunc model
             from spotrec.tracking import log_policy
