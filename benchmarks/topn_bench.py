@@ -119,11 +119,13 @@ def main() -> None:
             "rating": np.ones(a.users * a.heard),
         }
     )
-    pairs = spark.createDataFrame(pdf).repartition(parts)
+    # localCheckpoint: the frames' plans become RDD scans, as a Delta table's would be. A plan holding the
+    # 1.7M-row local relation makes every later analysis (and the cache lookup) slow on the driver.
+    pairs = spark.createDataFrame(pdf).repartition(parts).localCheckpoint()
     model = ALS(rank=a.rank, maxIter=1, implicitPrefs=True, userCol="user", itemCol="item", seed=1).fit(pairs)
     user_f = model.userFactors.select(F.col("id").alias(C.USER_IDX), F.col("features").alias(C.FEATURES))
     track_f = model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), F.col("features").alias(C.FEATURES))
-    user_f, track_f = user_f.repartition(parts).cache(), track_f.cache()
+    user_f, track_f = user_f.repartition(parts).localCheckpoint(), track_f.localCheckpoint()
     heard_df = pairs.select(F.col("user").alias(C.USER_IDX), F.col("item").alias(C.TRACK_IDX)).cache()
     print(f"factors: {user_f.count():,} users x {track_f.count():,} tracks, rank {a.rank}; {heard_df.count():,} heard")
 

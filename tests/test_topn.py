@@ -102,7 +102,7 @@ def test_user_stream_cuts_blocks_of_complete_users(monkeypatch: pytest.MonkeyPat
 
 def test_pack_heard_batches_groups_pairs_per_user_within_the_buffer() -> None:
     # Buffer of 4 pairs: the first two batches (5 pairs) are grouped together, the last one alone; the
-    # pair with a null track is dropped. Tracks keep their order of arrival within a user.
+    # pair with a null track is dropped. Each list is sorted by track.
     batches = [
         pa.RecordBatch.from_arrays([pa.array([2, 1, 2], pa.int32()), pa.array([7, 5, 3], pa.int32())], ["u", "t"]),
         pa.RecordBatch.from_arrays([pa.array([1, 3, 3], pa.int32()), pa.array([9, None, 4], pa.int32())], ["u", "t"]),
@@ -110,7 +110,7 @@ def test_pack_heard_batches_groups_pairs_per_user_within_the_buffer() -> None:
     ]
     got = [b.to_pydict() for b in topn.pack_heard_batches(iter(batches), buffer=4)]
     assert got == [
-        {"user_idx": [1, 2, 3], "_heard": [[5, 9], [7, 3], [4]]},
+        {"user_idx": [1, 2, 3], "_heard": [[5, 9], [3, 7], [4]]},
         {"user_idx": [1], "_heard": [[6]]},
     ]
 

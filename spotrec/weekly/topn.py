@@ -265,8 +265,10 @@ HEARD_BUFFER = 1 << 20
 
 
 def _pack(users: np.ndarray, tracks: np.ndarray) -> pa.RecordBatch:
-    order = np.argsort(users, kind="stable")
-    users, tracks = users[order], tracks[order]
+    # One 64-bit key per pair (user high, track low) and one sort: numpy's SIMD sort, ~10x a stable argsort.
+    key = np.sort((users.astype(np.int64) << 32) | tracks.astype(np.uint32).astype(np.int64))
+    users = (key >> 32).astype(np.int32)
+    tracks = (key & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     offsets = pa.array(np.r_[starts, len(users)].astype(np.int32))
     return pa.RecordBatch.from_arrays(
@@ -279,7 +281,8 @@ def pack_heard_batches(batches: Iterator[pa.RecordBatch], buffer: int) -> Iterat
 
     Spark's own ``collect_list`` aggregation (or a shuffle and sort of every pair) costs more per pair than
     the matmul costs per user; here each task groups up to ``buffer`` pairs with one numpy sort, so the
-    shuffle that follows moves a list per user and task instead of every pair. Null ids are dropped.
+    shuffle that follows moves a list per user and task instead of every pair. Null ids are dropped; each
+    list is sorted by track.
     """
     users: list[np.ndarray] = []
     tracks: list[np.ndarray] = []
