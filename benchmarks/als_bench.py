@@ -169,12 +169,7 @@ def run_spark(
 
 def factor_frames(als: AlsRecommender | CgRecommender) -> tuple[DataFrame, DataFrame]:
     """(user_idx, features) and (track_idx, features) of either solver."""
-    if isinstance(als, CgRecommender):
-        return als.user_factors_frame(), als.track_factors_frame()
-    return (
-        als.model.userFactors.select(F.col("id").alias(C.USER_IDX), "features"),
-        als.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), "features"),
-    )
+    return als.user_factors_frame(), als.track_factors_frame()
 
 
 def _dense(frame: DataFrame, key: str, size: int, rank: int) -> np.ndarray:
@@ -194,27 +189,34 @@ def objective(world: World, cfg: WeeklyConfig, users_f: DataFrame, items_f: Data
     return implicit_objective(u, i, r, x, y, cfg.alpha, cfg.reg_param)
 
 
-def loss_curve(spark: SparkSession, world: World, cfg: WeeklyConfig, iters: list[int]) -> None:
-    """The objective after t iterations of MLlib and of CG (t-iteration refits), one table row per t."""
+def loss_curve(spark: SparkSession, world: World, cfg: WeeklyConfig, iters: list[int], implicit_reg: float) -> None:
+    """The objective after t iterations of MLlib (t-iteration refits: MLlib has no per-iteration hook), of CG
+    (one fit, read through ``on_iteration``) and of ``implicit`` (one fit, read through its callback; its
+    factors scored with MLlib's ALS-WR objective, which is not the one it minimises), one row per t."""
     train = with_ids(spark.createDataFrame(world.train).withColumnRenamed("rating", C.CONFIDENCE)).cache()
     print(f"\nobjective per iteration, rank {cfg.rank}, regParam {cfg.reg_param:g}, cg_steps {cfg.cg_steps}")
-    print("| iteration | MLlib loss | CG loss | CG / MLlib |")
-    print("|---:|---:|---:|---:|")
+    last = max(iters)
+    cg_loss: dict[int, float] = {}
+
+    def record(t: int, model: CgRecommender) -> None:
+        if t in iters:
+            cg_loss[t] = objective(world, cfg, *factor_frames(model))
+
+    cg = CgRecommender(cfg.model_copy(update={"solver": "cg", "max_iter": last})).fit(train, on_iteration=record)
+    cg.unpersist()
+    implicit_loss = implicit_objective_curve(world, cfg.model_copy(update={"max_iter": last}), implicit_reg, iters)
+    print(f"| iteration | MLlib loss | CG loss | CG / MLlib | implicit (lambda'={implicit_reg:g}) loss |")
+    print("|---:|---:|---:|---:|---:|")
     for t in iters:
-        losses = []
-        for solver in ("mllib", "cg"):
-            c = cfg.model_copy(update={"solver": solver, "max_iter": t})
-            als = make_recommender(c).fit(train)
-            losses.append(objective(world, c, *factor_frames(als)))
-            if isinstance(als, CgRecommender):
-                als.unpersist()
-        print(f"| {t} | {losses[0]:,.1f} | {losses[1]:,.1f} | {losses[1] / losses[0]:.4f} |", flush=True)
+        c = cfg.model_copy(update={"solver": "mllib", "max_iter": t})
+        mllib = objective(world, c, *factor_frames(AlsRecommender(c).fit(train)))
+        imp = implicit_loss.get(t, float("nan"))
+        print(f"| {t} | {mllib:,.1f} | {cg_loss[t]:,.1f} | {cg_loss[t] / mllib:.4f} | {imp:,.1f} |", flush=True)
     train.unpersist()
 
 
-def run_implicit(
-    spark: SparkSession, world: World, cfg: WeeklyConfig, regularization: float, relevant: DataFrame, k: int
-) -> dict[str, Any]:
+def _implicit_model(world: World, cfg: WeeklyConfig, regularization: float) -> tuple[Any, sp.csr_matrix]:
+    """``implicit``'s CPU ALS on MLlib's confidence matrix 1 + alpha r (see the module docstring)."""
     from implicit.cpu.als import AlternatingLeastSquares
 
     t = world.train
@@ -233,6 +235,33 @@ def run_implicit(
         random_state=cfg.seed,
         num_threads=0,
     )
+    return model, confidence
+
+
+def implicit_objective_curve(
+    world: World, cfg: WeeklyConfig, regularization: float, iters: list[int]
+) -> dict[int, float]:
+    """MLlib's objective of ``implicit``'s factors after each iteration in ``iters`` (an untimed fit)."""
+    model, confidence = _implicit_model(world, cfg, regularization)
+    t = world.train
+    u, i, r = t["user_idx"].to_numpy(), t["track_idx"].to_numpy(), t["rating"].to_numpy()
+    out: dict[int, float] = {}
+
+    def callback(iteration: int, _elapsed: float, _loss: float) -> None:
+        if iteration + 1 in iters:  # implicit counts iterations from 0
+            x, y = np.asarray(model.user_factors), np.asarray(model.item_factors)
+            out[iteration + 1] = implicit_objective(u, i, r, x, y, cfg.alpha, cfg.reg_param)
+
+    with threadpool_limits(1, "blas"):
+        model.fit(confidence, show_progress=False, callback=callback)
+    return out
+
+
+def run_implicit(
+    spark: SparkSession, world: World, cfg: WeeklyConfig, regularization: float, relevant: DataFrame, k: int
+) -> dict[str, Any]:
+    t = world.train
+    model, confidence = _implicit_model(world, cfg, regularization)
     # implicit parallelises over users itself; a BLAS thread pool underneath only oversubscribes the cores.
     with threadpool_limits(1, "blas"):
         _, fit_s = timed(lambda: model.fit(confidence, show_progress=False))
@@ -442,7 +471,8 @@ def main() -> None:
                     f"{r['ndcg'] / best_implicit[1]['ndcg'] - 1:+.1%}"
                 )
         if a.loss_iters:
-            loss_curve(spark, world, base_r.model_copy(update={"reg_param": a.regs[0]}), _ints(a.loss_iters))
+            lam = (a.implicit_regs or [a.regs[0] * mean_n_u])[0]
+            loss_curve(spark, world, base_r.model_copy(update={"reg_param": a.regs[0]}), _ints(a.loss_iters), lam)
 
     print()
     print(format_rows(rows, a.k))

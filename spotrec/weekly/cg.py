@@ -464,6 +464,8 @@ class CgRecommender:
         self._user_state: DataFrame | None = None
         self._track_state: DataFrame | None = None
         self._sizes: dict[str, int] = {}
+        self._final: dict[str, Any] = {}
+        """Broadcast fitted factors per side (both sides fit the budget), read by the factor frames."""
 
     @property
     def model_version(self) -> str:
@@ -500,9 +502,55 @@ class CgRecommender:
         tracks = _pack(ratings, C.TRACK_IDX, C.USER_IDX, cfg, side=1)
         # The first actions on the packed states also fill their caches.
         self._sizes = {side: _max_id(state) + 1 for side, state in (("users", users), ("tracks", tracks))}
-        needs: dict[str, DataFrame] = {}
         self.shipped = []
         checkpoint = sc.getCheckpointDir() is not None and cfg.checkpoint_interval > 0
+        if _fits(self._sizes["users"], cfg) and _fits(self._sizes["tracks"], cfg):
+            self._fit_dense(users, tracks, on_iteration)
+        else:
+            self._fit_states(users, tracks, checkpoint, on_iteration)
+        self._users = interactions.select(F.col(C.USER_ID), F.col(C.USER_IDX).cast("int")).distinct()
+        self._tracks = interactions.select(F.col(C.TRACK_ID), F.col(C.TRACK_IDX).cast("int")).distinct()
+        return self
+
+    def _fit_dense(
+        self, users: DataFrame, tracks: DataFrame, on_iteration: Callable[[int, CgRecommender], None] | None
+    ) -> None:
+        """Both factor matrices fit the broadcast budget: the driver holds them, the states stay as packed.
+
+        Each half-iteration is one job over the cached CSR chunks: the other side's factors, their Y^T Y
+        and this side's previous factors (the warm start) are broadcast, and only the new factors come back
+        (ids and features bytes per chunk). No state is rewritten or cached per iteration, so there is no
+        lineage to checkpoint; the fitted factors stay broadcast for the factor frames.
+        """
+        cfg = self.cfg
+        self._user_state, self._track_state = users, tracks
+        x = _collect_dense(users, self._sizes["users"], cfg.rank)  # the seeded initial factors
+        y = np.zeros((self._sizes["tracks"], cfg.rank), np.float32)
+        for it in range(1, cfg.max_iter + 1):
+            y = _solve_dense(tracks, x, y, cfg)
+            x = _solve_dense(users, y, x, cfg)
+            self.shipped += ["broadcast", "broadcast"]
+            self._keep_final(x, y)
+            if on_iteration is not None:
+                on_iteration(it, self)
+
+    def _keep_final(self, x: np.ndarray, y: np.ndarray) -> None:
+        sc = self._state()[0].sparkSession.sparkContext
+        for bc in self._final.values():
+            bc.unpersist()
+        self._final = {"users": sc.broadcast(x), "tracks": sc.broadcast(y)}
+
+    def _fit_states(
+        self,
+        users: DataFrame,
+        tracks: DataFrame,
+        checkpoint: bool,
+        on_iteration: Callable[[int, CgRecommender], None] | None,
+    ) -> None:
+        """A factor matrix exceeds the broadcast budget: every half-iteration rewrites the solved side's
+        cached state (its ``features`` bytes); factors that fit are still broadcast, the others joined."""
+        cfg = self.cfg
+        needs: dict[str, DataFrame] = {}
         user_factors: np.ndarray | None = None
         for it in range(1, cfg.max_iter + 1):
             tracks, track_factors = self._half(tracks, users, user_factors, needs, "tracks", "users")
@@ -515,9 +563,6 @@ class CgRecommender:
         for frame in needs.values():
             frame.unpersist()
         self._user_state, self._track_state = users, tracks
-        self._users = interactions.select(F.col(C.USER_ID), F.col(C.USER_IDX).cast("int")).distinct()
-        self._tracks = interactions.select(F.col(C.TRACK_ID), F.col(C.TRACK_IDX).cast("int")).distinct()
-        return self
 
     def _half(
         self,
@@ -558,10 +603,13 @@ class CgRecommender:
         return new, dense
 
     def unpersist(self) -> None:
-        """Drop the cached factor state of the last fit."""
+        """Drop the cached factor state (and the broadcast factors) of the last fit."""
         for state in (self._user_state, self._track_state):
             if state is not None:
                 state.unpersist()
+        for bc in self._final.values():
+            bc.unpersist()
+        self._final = {}
 
     def _state(self) -> tuple[DataFrame, DataFrame]:
         if self._user_state is None or self._track_state is None:
@@ -575,11 +623,11 @@ class CgRecommender:
 
     def user_factors_frame(self) -> DataFrame:
         """user_idx, features (array<float>, as MLlib's factors)."""
-        return _factors_frame(self._state()[0], C.USER_IDX, self.cfg.rank)
+        return _factors_frame(self._state()[0], C.USER_IDX, self.cfg.rank, self._final.get("users"))
 
     def track_factors_frame(self) -> DataFrame:
         """track_idx, features."""
-        return _factors_frame(self._state()[1], C.TRACK_IDX, self.cfg.rank)
+        return _factors_frame(self._state()[1], C.TRACK_IDX, self.cfg.rank, self._final.get("tracks"))
 
     def user_factors(self) -> DataFrame:
         """gold.user_factors: user_idx, user_id, features, model_version."""
@@ -604,8 +652,11 @@ class CgRecommender:
         )
 
 
-def _factors_frame(state: DataFrame, key: str, rank: int) -> DataFrame:
-    """(key, features array<float>) rows out of the state's chunks, built in Arrow (no Python objects)."""
+def _factors_frame(state: DataFrame, key: str, rank: int, final: Any = None) -> DataFrame:
+    """(key, features array<float>) rows out of the state's chunks, built in Arrow (no Python objects).
+
+    ``final``: the side's fitted factors as a broadcast dense matrix (then the state's own ``features``
+    are the initial ones and only its ids are read)."""
     schema = T.StructType(
         [
             T.StructField(key, T.IntegerType(), False),
@@ -616,7 +667,8 @@ def _factors_frame(state: DataFrame, key: str, rank: int) -> DataFrame:
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
             for _, _, ids, _, _, _, x in _chunks(b, rank):
-                yield pa.RecordBatch.from_arrays(list(_factor_rows(ids, x)), names=[key, FEATURES])
+                feats = x if final is None else final.value[ids]
+                yield pa.RecordBatch.from_arrays(list(_factor_rows(ids, feats)), names=[key, FEATURES])
 
     return state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, FEATURES).mapInArrow(rows, schema)
 
@@ -676,6 +728,30 @@ def _solve_broadcast(solve: DataFrame, other: np.ndarray, cfg: WeeklyConfig) -> 
             yield _solve_state(b, y, g, cfg)
 
     return solve.mapInArrow(solve_batches, _STATE), shipped
+
+
+def _solve_dense(state: DataFrame, other: np.ndarray, own: np.ndarray, cfg: WeeklyConfig) -> np.ndarray:
+    """One half-iteration with both sides on the driver: broadcast (other, Y^T Y, own warm start), solve
+    every chunk of the cached state, collect the new factors (ids, features bytes) into a dense matrix."""
+    y = other.astype(np.float64)
+    shipped = state.sparkSession.sparkContext.broadcast((other, y.T @ y, own))
+    rank = cfg.rank
+
+    def solve(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        o, g, warm = shipped.value
+        for b in batches:
+            ids_out, feats_out = [], []
+            for _, _, ids, indptr, nbrs, data, _ in _chunks(b, rank):
+                x = cg_rows(indptr, nbrs, data, warm[ids], o, g, cfg.reg_param, cfg.alpha, cfg.cg_steps)
+                ids_out.append(ids.tobytes())
+                feats_out.append(x.tobytes())
+            yield pa.RecordBatch.from_arrays([_bytes(ids_out), _bytes(feats_out)], names=[_IDS, FEATURES])
+
+    solved = state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, F.lit(b"").alias(FEATURES))
+    try:
+        return _collect_dense(solved.mapInArrow(solve, f"{_IDS} binary, {FEATURES} binary"), len(own), rank)
+    finally:
+        shipped.unpersist()
 
 
 def _needs(solve: DataFrame) -> DataFrame:
