@@ -5,6 +5,7 @@
     python benchmarks/als_bench.py --users 400000 --ranks 64   # the 10x larger matrix (~21M interactions)
     python benchmarks/als_bench.py --regs 0.1,0.2 --implicit-regs 2,4,8,16   # best-of-grid (the run in the report)
     python benchmarks/als_bench.py --users 2000 --items 500 --iters 3   # quick smoke run
+    python benchmarks/als_bench.py --kernel --ranks 64,128 --regs 0.2   # the CG kernel alone vs implicit, 1 thread
 
 One process, one synthetic matrix, one split, one metric implementation
 (:func:`spotrec.evaluation.metrics.ranking_metrics`) for both libraries. Prints a table: fit seconds, top-10
@@ -61,7 +62,7 @@ from spotrec.config import SparkConfig, WeeklyConfig
 from spotrec.evaluation.metrics import ranking_metrics
 from spotrec.spark import get_spark
 from spotrec.weekly.als import AlsRecommender, make_recommender
-from spotrec.weekly.cg import CgRecommender, implicit_objective
+from spotrec.weekly.cg import CgRecommender, cg_rows, implicit_objective, initial_factors
 from spotrec.weekly.topn import top_n_unheard
 
 
@@ -284,6 +285,34 @@ def run_implicit(
     return {"fit_s": fit_s, "topn_s": topn_s, "mllib_topn_s": float("nan"), **metrics}
 
 
+def kernel_bench(world: World, cfg: WeeklyConfig, ranks: list[int]) -> None:
+    """The CG kernel alone (:func:`spotrec.weekly.cg.cg_rows`, no Spark, one thread): ``max_iter`` iterations
+    of both sides, against ``implicit``'s fit with ``num_threads=1`` on the same matrix, same process."""
+    t = world.train
+    r = sp.csr_matrix(
+        (t["rating"].to_numpy().astype(np.float32), (t["user_idx"].to_numpy(), t["track_idx"].to_numpy())),
+        shape=(world.users, world.items),
+    )
+    rt = r.T.tocsr()
+    lam = cfg.reg_param * float(t.groupby("user_idx").size().mean())
+    print(f"\n| rank | CG kernel, {cfg.max_iter} iterations, 1 thread s | implicit, 1 thread s | ratio |")
+    print("|---:|---:|---:|---:|")
+    for rank in ranks:
+        x = initial_factors(np.arange(world.users), rank, cfg.seed, 0)
+        y = np.zeros((world.items, rank), np.float32)
+        cg_rows(r.indptr[:2], r.indices, r.data, x[:1], y, np.eye(rank), 0.1, 1.0, 1)  # compile / load the cache
+        start = time.perf_counter()
+        for _ in range(cfg.max_iter):
+            y = cg_rows(rt.indptr, rt.indices, rt.data, y, x, x.astype(np.float64).T @ x, cfg.reg_param, cfg.alpha, 3)
+            x = cg_rows(r.indptr, r.indices, r.data, x, y, y.astype(np.float64).T @ y, cfg.reg_param, cfg.alpha, 3)
+        kernel_s = time.perf_counter() - start
+        model, confidence = _implicit_model(world, cfg.model_copy(update={"rank": rank}), lam)
+        model.num_threads = 1
+        with threadpool_limits(1, "blas"):
+            _, implicit_s = timed(lambda m=model, c=confidence: m.fit(c, show_progress=False))
+        print(f"| {rank} | {kernel_s:.2f} | {implicit_s:.2f} | {kernel_s / implicit_s:.2f}x |", flush=True)
+
+
 def format_rows(rows: list[tuple[str, dict[str, Any]]], k: int) -> str:
     head = f"| model | fit s | vs implicit fit | top-{k} s | ndcg@{k} | map@{k} | precision@{k} | recall@{k} | loss |"
     lines = [head, "|" + "---|" * 9]
@@ -378,6 +407,7 @@ def main() -> None:
         help="Spark-side tuning mode: comma-separated BLOCKSxSTORAGE_LEVEL settings (e.g. 4xMEMORY_AND_DISK,"
         "2xMEMORY_ONLY) fitted in interleaved rounds beside implicit; prints median fit times and ratios",
     )
+    p.add_argument("--kernel", action="store_true", help="time the CG kernel alone vs implicit, one thread each")
     p.add_argument("--rounds", type=int, default=2, help="tuning mode: interleaved rounds (median reported)")
     a = p.parse_args()
 
@@ -425,6 +455,10 @@ def main() -> None:
     relevant = with_ids(spark.createDataFrame(world.test)).select(C.USER_ID, C.TRACK_ID).cache()
     relevant.count()
 
+    if a.kernel:
+        kernel_bench(world, base, _ints(a.ranks))
+        spark.stop()
+        return
     if a.tuning:
         run_tuning(spark, world, base, relevant, a)
         spark.stop()
