@@ -23,24 +23,27 @@ scipy.sparse) is the reference it is tested against. numba caches the compiled k
 (about 0.1 s) instead of compiling it (about 2 s) on its first batch; Spark reuses Python workers, so that
 cost is paid once per worker process.
 
-Layout (Spark-native; nothing on the driver grows with the ratings, except the factor matrix of the
-broadcast path, bounded by ``cg_broadcast_mb``):
+Layout (Spark-native; nothing on the driver grows with the ratings; the factor matrices it holds on the
+broadcast path are bounded by ``cg_broadcast_mb``):
 
 - the ratings are packed once per side: hash-partitioned by id into ``num_blocks`` partitions, and each
   partition (a block) becomes a few state rows of CSR *chunks* (at most ``_CHUNK_NNZ`` ratings or
   ``_CHUNK_ROWS`` rows each) whose columns are raw numpy bytes (``binary``: ``ids`` int32, ``indptr``
   int64, ``indices`` int32 neighbour ids, ``data`` float32 ratings, ``features`` float32 rows x k); no
-  per-user arrays, no Python objects, one ``np.frombuffer`` per column. The states are cached and every
-  half-iteration rewrites only the ``features`` bytes (one ``mapInArrow``; the old state is unpersisted
-  once the new one is cached);
-- the other side's factors reach the blocks as a broadcast when they fit ``cg_broadcast_mb``: the driver
-  then holds that dense factor matrix (n x k float32, at most the budget), computes Y^T Y (k x k) from it,
-  and collects the new factors of the side it solved (bounded by the same budget) for the next broadcast.
-  Otherwise through a join on block id: the (block, neighbour) pairs each block needs are computed once
-  and cached, joined with the factor rows and shuffled to the blocks with their state chunks, so a task
-  only holds the factors its block references; Y^T Y is then a sum of per-task partial sums;
-- the factor lineage is checkpointed every ``checkpoint_interval`` iterations when the SparkContext has a
-  checkpoint directory (as MLlib does).
+  per-user arrays, no Python objects, one ``np.frombuffer`` per column; cached for the whole fit;
+- when both factor matrices fit ``cg_broadcast_mb`` (n x k float32 each), the driver holds them: every
+  half-iteration is one job over the cached chunks, with the other side's factors, their Y^T Y (k x k,
+  computed on the driver) and this side's previous factors (the warm start) broadcast; only the new
+  factors come back (ids and features bytes per chunk, bounded by the same budget). The states are not
+  rewritten, so there is no lineage to checkpoint; the fitted factors stay broadcast for the frames;
+- otherwise every half-iteration rewrites the solved side's cached state (its ``features`` bytes, one
+  ``mapInArrow``; the old state is unpersisted once the new one is cached); the
+  other side's factors are still broadcast when they alone fit, else they go through a join on block id:
+  the (block, neighbour) pairs each block needs are computed once and cached, joined with the factor
+  rows and shuffled to the blocks with their state chunks, so a task only holds the factors its block
+  references; Y^T Y is then a sum of per-task partial sums in a fixed order;
+- on that second path the factor lineage is checkpointed every ``checkpoint_interval`` iterations when
+  the SparkContext has a checkpoint directory (as MLlib does).
 
 Seeded and deterministic: the initial factors are a hash of (seed, side, id, component) turned Gaussian,
 independent of partitioning; each row's solve depends on its own ratings, its warm start and the other
