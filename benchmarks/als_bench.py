@@ -5,6 +5,7 @@
     python benchmarks/als_bench.py --users 400000 --ranks 64   # the 10x larger matrix (~21M interactions)
     python benchmarks/als_bench.py --regs 0.1,0.2 --implicit-regs 2,4,8,16   # best-of-grid (the run in the report)
     python benchmarks/als_bench.py --users 2000 --items 500 --iters 3   # quick smoke run
+    python benchmarks/als_bench.py --kernel --ranks 64,128 --regs 0.2   # the CG kernel alone vs implicit, 1 thread
 
 One process, one synthetic matrix, one split, one metric implementation
 (:func:`spotrec.evaluation.metrics.ranking_metrics`) for both libraries. Prints a table: fit seconds, top-10
@@ -61,7 +62,7 @@ from spotrec.config import SparkConfig, WeeklyConfig
 from spotrec.evaluation.metrics import ranking_metrics
 from spotrec.spark import get_spark
 from spotrec.weekly.als import AlsRecommender, make_recommender
-from spotrec.weekly.cg import CgRecommender, implicit_objective
+from spotrec.weekly.cg import CgRecommender, cg_rows, implicit_objective, initial_factors
 from spotrec.weekly.topn import top_n_unheard
 
 
@@ -169,12 +170,7 @@ def run_spark(
 
 def factor_frames(als: AlsRecommender | CgRecommender) -> tuple[DataFrame, DataFrame]:
     """(user_idx, features) and (track_idx, features) of either solver."""
-    if isinstance(als, CgRecommender):
-        return als.user_factors_frame(), als.track_factors_frame()
-    return (
-        als.model.userFactors.select(F.col("id").alias(C.USER_IDX), "features"),
-        als.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), "features"),
-    )
+    return als.user_factors_frame(), als.track_factors_frame()
 
 
 def _dense(frame: DataFrame, key: str, size: int, rank: int) -> np.ndarray:
@@ -194,27 +190,34 @@ def objective(world: World, cfg: WeeklyConfig, users_f: DataFrame, items_f: Data
     return implicit_objective(u, i, r, x, y, cfg.alpha, cfg.reg_param)
 
 
-def loss_curve(spark: SparkSession, world: World, cfg: WeeklyConfig, iters: list[int]) -> None:
-    """The objective after t iterations of MLlib and of CG (t-iteration refits), one table row per t."""
+def loss_curve(spark: SparkSession, world: World, cfg: WeeklyConfig, iters: list[int], implicit_reg: float) -> None:
+    """The objective after t iterations of MLlib (t-iteration refits: MLlib has no per-iteration hook), of CG
+    (one fit, read through ``on_iteration``) and of ``implicit`` (one fit, read through its callback; its
+    factors scored with MLlib's ALS-WR objective, which is not the one it minimises), one row per t."""
     train = with_ids(spark.createDataFrame(world.train).withColumnRenamed("rating", C.CONFIDENCE)).cache()
     print(f"\nobjective per iteration, rank {cfg.rank}, regParam {cfg.reg_param:g}, cg_steps {cfg.cg_steps}")
-    print("| iteration | MLlib loss | CG loss | CG / MLlib |")
-    print("|---:|---:|---:|---:|")
+    last = max(iters)
+    cg_loss: dict[int, float] = {}
+
+    def record(t: int, model: CgRecommender) -> None:
+        if t in iters:
+            cg_loss[t] = objective(world, cfg, *factor_frames(model))
+
+    cg = CgRecommender(cfg.model_copy(update={"solver": "cg", "max_iter": last})).fit(train, on_iteration=record)
+    cg.unpersist()
+    implicit_loss = implicit_objective_curve(world, cfg.model_copy(update={"max_iter": last}), implicit_reg, iters)
+    print(f"| iteration | MLlib loss | CG loss | CG / MLlib | implicit (lambda'={implicit_reg:g}) loss |")
+    print("|---:|---:|---:|---:|---:|")
     for t in iters:
-        losses = []
-        for solver in ("mllib", "cg"):
-            c = cfg.model_copy(update={"solver": solver, "max_iter": t})
-            als = make_recommender(c).fit(train)
-            losses.append(objective(world, c, *factor_frames(als)))
-            if isinstance(als, CgRecommender):
-                als.unpersist()
-        print(f"| {t} | {losses[0]:,.1f} | {losses[1]:,.1f} | {losses[1] / losses[0]:.4f} |", flush=True)
+        c = cfg.model_copy(update={"solver": "mllib", "max_iter": t})
+        mllib = objective(world, c, *factor_frames(AlsRecommender(c).fit(train)))
+        imp = implicit_loss.get(t, float("nan"))
+        print(f"| {t} | {mllib:,.1f} | {cg_loss[t]:,.1f} | {cg_loss[t] / mllib:.4f} | {imp:,.1f} |", flush=True)
     train.unpersist()
 
 
-def run_implicit(
-    spark: SparkSession, world: World, cfg: WeeklyConfig, regularization: float, relevant: DataFrame, k: int
-) -> dict[str, Any]:
+def _implicit_model(world: World, cfg: WeeklyConfig, regularization: float) -> tuple[Any, sp.csr_matrix]:
+    """``implicit``'s CPU ALS on MLlib's confidence matrix 1 + alpha r (see the module docstring)."""
     from implicit.cpu.als import AlternatingLeastSquares
 
     t = world.train
@@ -233,6 +236,33 @@ def run_implicit(
         random_state=cfg.seed,
         num_threads=0,
     )
+    return model, confidence
+
+
+def implicit_objective_curve(
+    world: World, cfg: WeeklyConfig, regularization: float, iters: list[int]
+) -> dict[int, float]:
+    """MLlib's objective of ``implicit``'s factors after each iteration in ``iters`` (an untimed fit)."""
+    model, confidence = _implicit_model(world, cfg, regularization)
+    t = world.train
+    u, i, r = t["user_idx"].to_numpy(), t["track_idx"].to_numpy(), t["rating"].to_numpy()
+    out: dict[int, float] = {}
+
+    def callback(iteration: int, _elapsed: float, _loss: float) -> None:
+        if iteration + 1 in iters:  # implicit counts iterations from 0
+            x, y = np.asarray(model.user_factors), np.asarray(model.item_factors)
+            out[iteration + 1] = implicit_objective(u, i, r, x, y, cfg.alpha, cfg.reg_param)
+
+    with threadpool_limits(1, "blas"):
+        model.fit(confidence, show_progress=False, callback=callback)
+    return out
+
+
+def run_implicit(
+    spark: SparkSession, world: World, cfg: WeeklyConfig, regularization: float, relevant: DataFrame, k: int
+) -> dict[str, Any]:
+    t = world.train
+    model, confidence = _implicit_model(world, cfg, regularization)
     # implicit parallelises over users itself; a BLAS thread pool underneath only oversubscribes the cores.
     with threadpool_limits(1, "blas"):
         _, fit_s = timed(lambda: model.fit(confidence, show_progress=False))
@@ -253,6 +283,34 @@ def run_implicit(
     metrics = ranking_metrics(sdf, relevant, k)
     sdf.unpersist()
     return {"fit_s": fit_s, "topn_s": topn_s, "mllib_topn_s": float("nan"), **metrics}
+
+
+def kernel_bench(world: World, cfg: WeeklyConfig, ranks: list[int]) -> None:
+    """The CG kernel alone (:func:`spotrec.weekly.cg.cg_rows`, no Spark, one thread): ``max_iter`` iterations
+    of both sides, against ``implicit``'s fit with ``num_threads=1`` on the same matrix, same process."""
+    t = world.train
+    r = sp.csr_matrix(
+        (t["rating"].to_numpy().astype(np.float32), (t["user_idx"].to_numpy(), t["track_idx"].to_numpy())),
+        shape=(world.users, world.items),
+    )
+    rt = r.T.tocsr()
+    lam = cfg.reg_param * float(t.groupby("user_idx").size().mean())
+    print(f"\n| rank | CG kernel, {cfg.max_iter} iterations, 1 thread s | implicit, 1 thread s | ratio |")
+    print("|---:|---:|---:|---:|")
+    for rank in ranks:
+        x = initial_factors(np.arange(world.users), rank, cfg.seed, 0)
+        y = np.zeros((world.items, rank), np.float32)
+        cg_rows(r.indptr[:2], r.indices, r.data, x[:1], y, np.eye(rank), 0.1, 1.0, 1)  # compile / load the cache
+        start = time.perf_counter()
+        for _ in range(cfg.max_iter):
+            y = cg_rows(rt.indptr, rt.indices, rt.data, y, x, x.astype(np.float64).T @ x, cfg.reg_param, cfg.alpha, 3)
+            x = cg_rows(r.indptr, r.indices, r.data, x, y, y.astype(np.float64).T @ y, cfg.reg_param, cfg.alpha, 3)
+        kernel_s = time.perf_counter() - start
+        model, confidence = _implicit_model(world, cfg.model_copy(update={"rank": rank}), lam)
+        model.num_threads = 1
+        with threadpool_limits(1, "blas"):
+            _, implicit_s = timed(lambda m=model, c=confidence: m.fit(c, show_progress=False))
+        print(f"| {rank} | {kernel_s:.2f} | {implicit_s:.2f} | {kernel_s / implicit_s:.2f}x |", flush=True)
 
 
 def format_rows(rows: list[tuple[str, dict[str, Any]]], k: int) -> str:
@@ -349,6 +407,7 @@ def main() -> None:
         help="Spark-side tuning mode: comma-separated BLOCKSxSTORAGE_LEVEL settings (e.g. 4xMEMORY_AND_DISK,"
         "2xMEMORY_ONLY) fitted in interleaved rounds beside implicit; prints median fit times and ratios",
     )
+    p.add_argument("--kernel", action="store_true", help="time the CG kernel alone vs implicit, one thread each")
     p.add_argument("--rounds", type=int, default=2, help="tuning mode: interleaved rounds (median reported)")
     a = p.parse_args()
 
@@ -396,6 +455,10 @@ def main() -> None:
     relevant = with_ids(spark.createDataFrame(world.test)).select(C.USER_ID, C.TRACK_ID).cache()
     relevant.count()
 
+    if a.kernel:
+        kernel_bench(world, base, _ints(a.ranks))
+        spark.stop()
+        return
     if a.tuning:
         run_tuning(spark, world, base, relevant, a)
         spark.stop()
@@ -442,7 +505,8 @@ def main() -> None:
                     f"{r['ndcg'] / best_implicit[1]['ndcg'] - 1:+.1%}"
                 )
         if a.loss_iters:
-            loss_curve(spark, world, base_r.model_copy(update={"reg_param": a.regs[0]}), _ints(a.loss_iters))
+            lam = (a.implicit_regs or [a.regs[0] * mean_n_u])[0]
+            loss_curve(spark, world, base_r.model_copy(update={"reg_param": a.regs[0]}), _ints(a.loss_iters), lam)
 
     print()
     print(format_rows(rows, a.k))

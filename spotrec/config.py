@@ -264,8 +264,8 @@ class WeeklyConfig(_Section):
     # -- ALS ------------------------------------------------------------------------------------------
     solver: Literal["mllib", "cg"] = "mllib"
     """Implicit-ALS solver: ``mllib`` (Spark MLlib, one exact Cholesky solve per user and track) or ``cg``
-    (:mod:`spotrec.weekly.cg`: ``cg_steps`` conjugate-gradient steps per solve, warm-started, numpy inside
-    Arrow batches). Same objective, same parameters; docs/benchmarks.md compares them."""
+    (:mod:`spotrec.weekly.cg`: ``cg_steps`` conjugate-gradient steps per solve, warm-started, a numba kernel
+    over CSR chunks packed once per side). Same objective, same parameters; docs/benchmarks.md compares them."""
     cg_steps: int = Field(default=3, ge=1)
     """``cg`` solver: conjugate-gradient steps per user / track and half-iteration (``implicit`` uses 3)."""
     cg_broadcast_mb: float = Field(default=256.0, ge=0)

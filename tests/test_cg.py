@@ -3,7 +3,7 @@ checkerboard, MLlib's objective reached, both shipping paths equal, determinism,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from spotrec.config import WeeklyConfig
 from spotrec.tables import TRACK_FACTORS, USER_FACTORS, conform
 from spotrec.weekly.als import AlsRecommender, make_recommender
-from spotrec.weekly.cg import CgRecommender, cg_solve, implicit_objective, initial_factors
+from spotrec.weekly.cg import CgRecommender, cg_rows, cg_solve, implicit_objective, initial_factors
 from tests.test_als import checkerboard
 
 CFG = WeeklyConfig(
@@ -41,7 +41,8 @@ def _factors(model: AlsRecommender | CgRecommender, users: int, items: int) -> t
     return _dense(u, "user_idx", users, rank), _dense(i, "track_idx", items, rank)
 
 
-def test_cg_steps_converge_to_the_exact_normal_equation_solution() -> None:
+@pytest.mark.parametrize("solve", [cg_solve, cg_rows], ids=["numpy", "numba"])
+def test_cg_steps_converge_to_the_exact_normal_equation_solution(solve: Callable[..., np.ndarray]) -> None:
     """k CG steps solve a k-dimensional SPD system exactly: compare with numpy's dense solve per row."""
     rng = np.random.default_rng(0)
     k, m = 5, 9
@@ -51,7 +52,7 @@ def test_cg_steps_converge_to_the_exact_normal_equation_solution() -> None:
     nbrs = np.array([0, 2, 5, 7, 1, 3, 4, 8])
     ratings = np.array([1.0, 2.0, 0.5, 3.0, 1.0, -1.0, 0.25, 4.0], dtype=np.float32)
     reg, alpha = 0.3, 2.0
-    got = cg_solve(indptr, nbrs, ratings, np.zeros((3, k), np.float32), other, gram, reg, alpha, steps=3 * k)
+    got = solve(indptr, nbrs, ratings, np.zeros((3, k), np.float32), other, gram, reg, alpha, 3 * k)
     for row in range(3):
         sl = slice(indptr[row], indptr[row + 1])
         y = other[nbrs[sl]].astype(np.float64)
@@ -60,6 +61,25 @@ def test_cg_steps_converge_to_the_exact_normal_equation_solution() -> None:
         a = gram + (y.T * c1) @ y + reg * np.sum(r > 0) * np.eye(k)  # MLlib: lambda x (positive ratings)
         b = y.T @ np.where(r > 0, 1.0 + c1, 0.0)
         np.testing.assert_allclose(got[row], np.linalg.solve(a, b), rtol=1e-3, atol=1e-4)
+
+
+def test_compiled_kernel_takes_the_same_steps_as_the_numpy_reference() -> None:
+    """3 warm-started steps (not converged, so every step counts), rows with and without ratings, negative
+    ratings: the compiled kernel (float64 accumulators) agrees with the float32 numpy reference."""
+    rng = np.random.default_rng(4)
+    n, m, k = 60, 40, 8
+    counts = rng.integers(0, 12, n)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    nbrs = np.concatenate([np.sort(rng.choice(m, c, replace=False)) for c in counts]).astype(np.int32)
+    ratings = np.log1p(rng.integers(1, 9, len(nbrs))).astype(np.float32)
+    ratings[::7] *= -1  # negative ratings: confidence from |r|, preference 0
+    other = (0.3 * rng.normal(size=(m, k))).astype(np.float32)
+    gram = other.astype(np.float64).T @ other
+    x0 = (0.3 * rng.normal(size=(n, k))).astype(np.float32)
+    args = (indptr, nbrs, ratings, x0, other, gram, 0.2, 10.0, 3)
+    reference, compiled = cg_solve(*args), cg_rows(*args)
+    assert not np.allclose(reference, x0, atol=1e-2)
+    np.testing.assert_allclose(compiled, reference, rtol=1e-4, atol=1e-5)
 
 
 def test_objective_equals_the_dense_sum() -> None:

@@ -168,17 +168,21 @@ class AlsRecommender:
             raise RuntimeError("AlsRecommender is not fitted: call fit(interactions) first")
         return self._users, self._tracks
 
+    def user_factors_frame(self) -> DataFrame:
+        """user_idx, features (MLlib's userFactors under the table's column names)."""
+        return self.model.userFactors.select(F.col("id").alias(C.USER_IDX), FEATURES)
+
+    def track_factors_frame(self) -> DataFrame:
+        """track_idx, features."""
+        return self.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), FEATURES)
+
     def user_factors(self) -> DataFrame:
         """gold.user_factors: user_idx, user_id, features, model_version."""
-        users, _ = self._id_maps()
-        f = self.model.userFactors.select(F.col("id").alias(C.USER_IDX), FEATURES)
-        return f.join(users, C.USER_IDX).withColumn(C.MODEL_VERSION, F.lit(self.model_version))
+        return factor_table(self.user_factors_frame(), self._id_maps()[0], C.USER_IDX, self.model_version)
 
     def track_factors(self) -> DataFrame:
         """gold.track_factors: track_idx, track_id, features, model_version."""
-        _, tracks = self._id_maps()
-        f = self.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), FEATURES)
-        return f.join(tracks, C.TRACK_IDX).withColumn(C.MODEL_VERSION, F.lit(self.model_version))
+        return factor_table(self.track_factors_frame(), self._id_maps()[1], C.TRACK_IDX, self.model_version)
 
     def recommend(self, users: DataFrame, n: int, exclude: DataFrame | None = None) -> DataFrame:
         """Top ``n`` tracks per user (``users.user_id``) by predicted preference, excluded pairs never shown.
@@ -187,8 +191,8 @@ class AlsRecommender:
         """
         user_map, track_map = self._id_maps()
         return recommend_from_factors(
-            self.model.userFactors.select(F.col("id").alias(C.USER_IDX), FEATURES),
-            self.model.itemFactors.select(F.col("id").alias(C.TRACK_IDX), FEATURES),
+            self.user_factors_frame(),
+            self.track_factors_frame(),
             user_map,
             track_map,
             users,
@@ -196,6 +200,12 @@ class AlsRecommender:
             exclude,
             self.block_size,
         )
+
+
+def factor_table(factors: DataFrame, id_map: DataFrame, key: str, version: str) -> DataFrame:
+    """gold.user_factors / gold.track_factors rows of any solver: ``factors`` (``key``, features) joined with
+    the (string id, ``key``) pairs seen in training, stamped with the model version."""
+    return factors.join(id_map, key).withColumn(C.MODEL_VERSION, F.lit(version))
 
 
 def recommend_from_factors(
@@ -393,6 +403,7 @@ __all__ = [
     "best_trial",
     "default_grid",
     "deterministic_ratings",
+    "factor_table",
     "make_recommender",
     "model_version",
     "recommend_from_factors",

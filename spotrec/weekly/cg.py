@@ -13,26 +13,43 @@ positive ratings of user u (track i): regularisation is scaled per row, as in ML
 
 MLlib forms that k x k matrix with one rank-1 update per rating (O(nnz k^2)) and factorises it per user
 (O(k^3)); here ``cg_steps`` conjugate-gradient steps per user, warm-started from the previous factors, cost
-O(nnz k + n k^2) per step: Y^T Y is computed once per half-iteration and every matrix-vector product
-goes through the user's own ratings only (the ``implicit`` library's CPU solver, vectorised over a whole
-Arrow batch of users with numpy / scipy.sparse).
+O(nnz k + n k^2) per step: Y^T Y is computed once per half-iteration and every matrix-vector product goes
+through the user's own ratings only (the ``implicit`` library's CPU solver). The per-user loop is compiled
+with numba (:func:`cg_rows`: float32 data and factors, float64 accumulators; ``fastmath`` limited to
+reassociation and fused multiply-add, so the dot products vectorise; it is 5x faster than without and
+the float32 results match the strict-order kernel). The numpy :func:`cg_solve` (vectorised over rows with
+scipy.sparse) is the reference it is tested against. numba caches the compiled kernel next to this file
+(``__pycache__``, or numba's user-wide cache where that is read-only), so a Python worker loads it
+(about 0.1 s) instead of compiling it (about 2 s) on its first batch; Spark reuses Python workers, so that
+cost is paid once per worker process.
 
-Layout (Spark-native; nothing on the driver grows with the ratings):
+Layout (Spark-native; nothing on the driver grows with the ratings; the factor matrices it holds on the
+broadcast path are bounded by ``cg_broadcast_mb``):
 
-- the ratings are packed once per side into one row per user (``id, block, nbrs, ratings, features``,
-  neighbours sorted), hash-partitioned by block (``id mod num_blocks``) into ``num_blocks`` partitions,
-  sorted within, cached; every half-iteration rewrites only the ``features`` column of that state
-  (``mapInArrow``; the old state is unpersisted once the new one is cached);
-- the other side's factors reach the blocks as a broadcast when they fit ``cg_broadcast_mb`` (the driver
-  then holds one factor matrix, n x k float32, and Y^T Y comes from it), otherwise through a join on block
-  id: the (block, neighbour) pairs each block needs are computed once and cached, joined with the factors
-  and co-grouped with the block's ratings; Y^T Y is then a ``treeAggregate`` of per-batch partial sums;
-- the factor lineage is checkpointed every ``checkpoint_interval`` iterations when the SparkContext has a
-  checkpoint directory (as MLlib does).
+- the ratings are packed once per side: hash-partitioned by id into ``num_blocks`` partitions, and each
+  partition (a block) becomes a few state rows of CSR *chunks* (at most ``_CHUNK_NNZ`` ratings or
+  ``_CHUNK_ROWS`` rows each) whose columns are raw numpy bytes (``binary``: ``ids`` int32, ``indptr``
+  int64, ``indices`` int32 neighbour ids, ``data`` float32 ratings, ``features`` float32 rows x k); no
+  per-user arrays, no Python objects, one ``np.frombuffer`` per column; cached for the whole fit;
+- when both factor matrices fit ``cg_broadcast_mb`` (n x k float32 each), the driver holds them: every
+  half-iteration is one job over the cached chunks, with the other side's factors, their Y^T Y (k x k,
+  computed on the driver) and this side's previous factors (the warm start) broadcast; only the new
+  factors come back (ids and features bytes per chunk, bounded by the same budget). The states are not
+  rewritten, so there is no lineage to checkpoint; the fitted factors stay broadcast for the frames;
+- otherwise every half-iteration rewrites the solved side's cached state (its ``features`` bytes, one
+  ``mapInArrow``; the old state is unpersisted once the new one is cached); the
+  other side's factors are still broadcast when they alone fit, else they go through a join on block id:
+  the (block, neighbour) pairs each block needs are computed once and cached, joined with the factor
+  rows and shuffled to the blocks with their state chunks, so a task only holds the factors its block
+  references; Y^T Y is then a sum of per-task partial sums in a fixed order;
+- on that second path the factor lineage is checkpointed every ``checkpoint_interval`` iterations when
+  the SparkContext has a checkpoint directory (as MLlib does).
 
 Seeded and deterministic: the initial factors are a hash of (seed, side, id, component) turned Gaussian,
-independent of partitioning; rows are processed in a fixed order, so a seed gives the same factors run
-after run. Order: item factors are solved first from random user factors, as in MLlib.
+independent of partitioning; each row's solve depends on its own ratings, its warm start and the other
+side's factors only, ratings are sorted within a block, and Y^T Y is summed in a fixed order, so a seed
+gives the same factors run after run, however the input is partitioned. Order: item factors are solved
+first from random user factors, as in MLlib.
 """
 
 from __future__ import annotations
@@ -43,24 +60,48 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
+from numba import njit
+from pyspark import TaskContext
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.storagelevel import StorageLevel
 
 from spotrec import columns as C
 from spotrec.config import WeeklyConfig
-from spotrec.weekly.als import _REQUIRED, _require, recommend_from_factors
+from spotrec.weekly.als import _REQUIRED, _require, factor_table, recommend_from_factors
 from spotrec.weekly.topn import FEATURES
 
-_ID, _BLOCK, _NBRS, _RATINGS = "id", "block", "nbrs", "ratings"
-_NEED_BLOCK = "need_block"
-"""Block id of the (block, neighbour) pairs of the join path (its own name: the pairs derive from the state)."""
-_STATE_SCHEMA = f"{_ID} int, {_BLOCK} int, {_NBRS} array<int>, {_RATINGS} array<float>, {FEATURES} array<float>"
-_CHUNK_NNZ = 1 << 15
-"""Ratings per numpy chunk inside a batch (bounds the gathered nnz x k neighbour-factor matrix)."""
+_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA = "block", "chunk", "ids", "indptr", "indices", "data"
+_STATE = T.StructType(
+    [
+        T.StructField(_BLOCK, T.IntegerType(), False),
+        T.StructField(_CHUNK, T.IntegerType(), False),
+        T.StructField(_IDS, T.BinaryType(), False),
+        T.StructField(_INDPTR, T.BinaryType(), False),
+        T.StructField(_INDICES, T.BinaryType(), False),
+        T.StructField(_DATA, T.BinaryType(), False),
+        T.StructField(FEATURES, T.BinaryType(), False),
+    ]
+)
+"""One CSR chunk of a block: ids (int32), indptr (int64), indices (int32), data (float32), features
+(float32 rows x k), each the raw bytes of a numpy array."""
+_ID, _VEC, _NEED_BLOCK = "id", "vec", "need_block"
+_SHIPPED = T.StructType(
+    [
+        T.StructField(_NEED_BLOCK, T.IntegerType(), False),
+        T.StructField(_ID, T.IntegerType(), False),
+        T.StructField(_VEC, T.BinaryType(), False),
+    ]
+)
+"""Join path: one factor row (``vec``: k float32 bytes) shipped to a block that references it."""
+_CHUNK_NNZ = 1 << 20
+"""Ratings per state chunk at most (a chunk is one binary row: bounds the size of one Arrow value)."""
+_CHUNK_ROWS = 1 << 16
+"""Rows per state chunk at most (bounds the features blob: 32 MB at rank 128)."""
 
 
 def cg_model_version(cfg: WeeklyConfig, input_version: str = "") -> str:
@@ -188,88 +229,214 @@ def implicit_objective(
     return loss + reg * (float(n_u @ np.sum(x**2, axis=1)) + float(n_i @ np.sum(y**2, axis=1)))
 
 
-# -- Arrow glue -------------------------------------------------------------------------------------------
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _cg_rows_kernel(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    x0: np.ndarray,
+    other: np.ndarray,
+    gram: np.ndarray,
+    reg: float,
+    alpha: float,
+    steps: int,
+) -> np.ndarray:  # pragma: no cover - compiled; tested through cg_rows
+    n, k = x0.shape
+    out = np.empty_like(x0)
+    x = np.empty(k)
+    r = np.empty(k)
+    p = np.empty(k)
+    ap = np.empty(k)
+    for u in range(n):
+        lo, hi = indptr[u], indptr[u + 1]
+        positives = 0
+        for j in range(lo, hi):
+            if data[j] > 0:
+                positives += 1
+        lam = reg * positives
+        for a in range(k):
+            x[a] = x0[u, a]
+        # r = b - A x, with A = Y^T Y + sum (c - 1) y y^T + lam I and b = sum_{r > 0} c y
+        for a in range(k):
+            s = 0.0
+            for b in range(k):
+                s += gram[a, b] * x[b]
+            r[a] = -s - lam * x[a]
+        for j in range(lo, hi):
+            rating = data[j]
+            c1 = alpha * abs(rating)
+            row = indices[j]
+            d = 0.0
+            for a in range(k):
+                d += other[row, a] * x[a]
+            coef = ((1.0 + c1) if rating > 0 else 0.0) - c1 * d
+            for a in range(k):
+                r[a] += coef * other[row, a]
+        rs = 0.0
+        for a in range(k):
+            p[a] = r[a]
+            rs += r[a] * r[a]
+        for _ in range(steps):
+            if rs <= 1e-20:
+                break
+            for a in range(k):
+                s = 0.0
+                for b in range(k):
+                    s += gram[a, b] * p[b]
+                ap[a] = s + lam * p[a]
+            for j in range(lo, hi):
+                c1 = alpha * abs(data[j])
+                row = indices[j]
+                d = 0.0
+                for a in range(k):
+                    d += other[row, a] * p[a]
+                d *= c1
+                for a in range(k):
+                    ap[a] += d * other[row, a]
+            pap = 0.0
+            for a in range(k):
+                pap += p[a] * ap[a]
+            if pap <= 0.0:
+                break
+            step = rs / pap
+            rs_new = 0.0
+            for a in range(k):
+                x[a] += step * p[a]
+                r[a] -= step * ap[a]
+                rs_new += r[a] * r[a]
+            beta = rs_new / rs
+            for a in range(k):
+                p[a] = r[a] + beta * p[a]
+            rs = rs_new
+        for a in range(k):
+            out[u, a] = x[a]
+    return out
 
 
-def _list_values(column: pa.Array | pa.ChunkedArray, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, flat values) of an Arrow list column (nulls are not expected: every row has a list)."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    offsets = np.asarray(column.offsets)
-    values = np.asarray(column.values.to_numpy(zero_copy_only=False), dtype=dtype)
-    return offsets - offsets[0], values[offsets[0] : offsets[-1]]
+def cg_rows(
+    indptr: np.ndarray,
+    nbrs: np.ndarray,
+    ratings: np.ndarray,
+    x0: np.ndarray,
+    other: np.ndarray,
+    gram: np.ndarray,
+    reg: float,
+    alpha: float,
+    steps: int,
+) -> np.ndarray:
+    """:func:`cg_solve`'s steps, one row at a time in compiled code (the solver's kernel).
 
-
-def _matrix(column: pa.Array | pa.ChunkedArray, rank: int) -> np.ndarray:
-    _, values = _list_values(column, np.float32)
-    return values.reshape(-1, rank)
-
-
-def _features_array(x: np.ndarray) -> pa.Array:
-    n, k = x.shape
-    return pa.ListArray.from_arrays(
-        pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)), pa.array(x.ravel().astype(np.float32))
+    Same arguments and result; the arrays are cast once to the kernel's types (int64 indptr, int32
+    neighbours, float32 ratings and factors, float64 Y^T Y) so numba compiles one signature.
+    """
+    return _cg_rows_kernel(
+        np.ascontiguousarray(indptr, dtype=np.int64),
+        np.ascontiguousarray(nbrs, dtype=np.int32),
+        np.ascontiguousarray(ratings, dtype=np.float32),
+        np.ascontiguousarray(x0, dtype=np.float32),
+        np.ascontiguousarray(other, dtype=np.float32),
+        np.ascontiguousarray(gram, dtype=np.float64),
+        float(reg),
+        float(alpha),
+        int(steps),
     )
 
 
-def _solve_batch(batch: pa.RecordBatch, other: np.ndarray, gram: np.ndarray, cfg: WeeklyConfig) -> pa.RecordBatch:
-    """New ``features`` for every row of a state batch, in chunks of about ``_CHUNK_NNZ`` ratings."""
-    indptr, nbrs = _list_values(batch.column(_NBRS), np.int64)
-    _, ratings = _list_values(batch.column(_RATINGS), np.float32)
-    x0 = _matrix(batch.column(FEATURES), cfg.rank)
-    out = np.empty_like(x0)
-    n = batch.num_rows
-    start = 0
-    while start < n:
-        stop = max(int(np.searchsorted(indptr, indptr[start] + _CHUNK_NNZ, side="right")) - 1, start + 1)
-        stop = min(stop, n)
-        lo, hi = indptr[start], indptr[stop]
-        out[start:stop] = cg_solve(
-            indptr[start : stop + 1] - lo,
-            nbrs[lo:hi],
-            ratings[lo:hi],
-            x0[start:stop],
-            other,
-            gram,
-            cfg.reg_param,
-            cfg.alpha,
-            cfg.cg_steps,
+# -- Arrow glue -------------------------------------------------------------------------------------------
+
+
+def _bytes(values: list[bytes]) -> pa.Array:
+    return pa.array(values, type=pa.binary())
+
+
+def _chunks(
+    batch: pa.RecordBatch, rank: int
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """(block, chunk, ids, indptr, indices, data, features) of every state row, as views of the Arrow bytes."""
+    cols = batch.to_pydict()  # a handful of rows: the binary values become bytes objects, not copied again
+    for i in range(batch.num_rows):
+        yield (
+            cols[_BLOCK][i],
+            cols[_CHUNK][i],
+            np.frombuffer(cols[_IDS][i], np.int32),
+            np.frombuffer(cols[_INDPTR][i], np.int64),
+            np.frombuffer(cols[_INDICES][i], np.int32),
+            np.frombuffer(cols[_DATA][i], np.float32),
+            np.frombuffer(cols[FEATURES][i], np.float32).reshape(-1, rank),
         )
-        start = stop
-    columns = [batch.column(i) for i in range(batch.num_columns - 1)]
-    return pa.RecordBatch.from_arrays([*columns, _features_array(out)], names=batch.schema.names)
+
+
+def _with_features(batch: pa.RecordBatch, features: list[bytes]) -> pa.RecordBatch:
+    """The state batch with its ``features`` bytes replaced (the CSR columns pass through untouched)."""
+    columns = [batch.column(i) for i in range(batch.num_columns)]
+    columns[batch.schema.get_field_index(FEATURES)] = _bytes(features)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def _factor_rows(ids: np.ndarray, x: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """(id, features array<float>) Arrow columns of a chunk: one list per row over the flat float32 block."""
+    n, k = x.shape
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    return pa.array(ids, pa.int32()), pa.ListArray.from_arrays(offsets, pa.array(x.ravel(), pa.float32()))
 
 
 # -- Spark side ---------------------------------------------------------------------------------------------
 
 
 def _pack(ratings: DataFrame, key: str, other: str, cfg: WeeklyConfig, side: int) -> DataFrame:
-    """One state row per ``key``: its sorted neighbours and ratings, initial factors; partitioned by block."""
-    rank, seed = cfg.rank, cfg.seed
-    pairs = F.sort_array(F.collect_list(F.struct(F.col(other).alias("n"), F.col(C.CONFIDENCE).alias("r"))))
-    packed = (
-        ratings.groupBy(F.col(key).alias(_ID))
-        .agg(pairs.alias("pairs"))
-        .select(
-            _ID,
-            F.pmod(F.col(_ID), F.lit(cfg.num_blocks)).alias(_BLOCK),
-            F.col("pairs.n").alias(_NBRS),
-            F.col("pairs.r").alias(_RATINGS),
-        )
-    )
+    """One side's cached state: ratings hash-partitioned by ``key`` into blocks, each block CSR chunks.
 
-    def init(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        for b in batches:
-            ids = np.asarray(b.column(_ID).to_numpy(zero_copy_only=False))
-            x = initial_factors(ids, rank, seed, side) if side == 0 else np.zeros((len(ids), rank), np.float32)
-            yield pa.RecordBatch.from_arrays([*b.columns, _features_array(x)], names=[*b.schema.names, FEATURES])
+    A block is the partition a row hashes to (``TaskContext.partitionId()``); within it the ratings are
+    sorted by (key, neighbour, rating), so the chunks do not depend on the order rows arrive in. Users start
+    from :func:`initial_factors`, tracks from zeros (they are solved first).
+    """
+    rank, seed = cfg.rank, cfg.seed
+
+    def pack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        parts = [b for b in batches if b.num_rows]
+        if not parts:
+            return
+        table = pa.Table.from_batches(parts)
+        rows = np.asarray(table.column(key).to_numpy(), dtype=np.int32)
+        nbrs = np.asarray(table.column(other).to_numpy(), dtype=np.int32)
+        vals = np.asarray(table.column(C.CONFIDENCE).to_numpy(), dtype=np.float32)
+        order = np.lexsort((vals, nbrs, rows))
+        rows, nbrs, vals = rows[order], nbrs[order], vals[order]
+        ids, starts = np.unique(rows, return_index=True)
+        indptr = np.append(starts, len(rows)).astype(np.int64)
+        block = TaskContext.get().partitionId()  # type: ignore[union-attr]
+        out: dict[str, list[Any]] = {name: [] for name in _STATE.names}
+        lo = 0
+        while lo < len(ids):
+            hi = int(np.searchsorted(indptr, indptr[lo] + _CHUNK_NNZ, side="right")) - 1
+            hi = min(max(hi, lo + 1), lo + _CHUNK_ROWS, len(ids))
+            a, b = indptr[lo], indptr[hi]
+            chunk_ids = ids[lo:hi]
+            if side == 0:
+                x = initial_factors(chunk_ids, rank, seed, side)
+            else:
+                x = np.zeros((len(chunk_ids), rank), np.float32)
+            out[_BLOCK].append(block)
+            out[_CHUNK].append(len(out[_CHUNK]))
+            out[_IDS].append(chunk_ids.tobytes())
+            out[_INDPTR].append((indptr[lo : hi + 1] - a).tobytes())
+            out[_INDICES].append(nbrs[a:b].tobytes())
+            out[_DATA].append(vals[a:b].tobytes())
+            out[FEATURES].append(x.tobytes())
+            lo = hi
+        yield pa.RecordBatch.from_pydict(out, schema=_arrow_schema(_STATE))
 
     return (
-        packed.repartition(cfg.num_blocks, _BLOCK)
-        .sortWithinPartitions(_ID)
-        .mapInArrow(init, _STATE_SCHEMA)
+        ratings.select(F.col(key), F.col(other), F.col(C.CONFIDENCE))
+        .repartition(cfg.num_blocks, key)
+        .mapInArrow(pack, _STATE)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+
+
+def _arrow_schema(schema: T.StructType) -> pa.Schema:
+    kinds: dict[type, pa.DataType] = {T.IntegerType: pa.int32(), T.BinaryType: pa.binary(), T.FloatType: pa.float32()}
+    return pa.schema([pa.field(f.name, kinds[type(f.dataType)], f.nullable) for f in schema.fields])
 
 
 class CgRecommender:
@@ -300,6 +467,8 @@ class CgRecommender:
         self._user_state: DataFrame | None = None
         self._track_state: DataFrame | None = None
         self._sizes: dict[str, int] = {}
+        self._final: dict[str, Any] = {}
+        """Broadcast fitted factors per side (both sides fit the budget), read by the factor frames."""
 
     @property
     def model_version(self) -> str:
@@ -336,14 +505,59 @@ class CgRecommender:
         tracks = _pack(ratings, C.TRACK_IDX, C.USER_IDX, cfg, side=1)
         # The first actions on the packed states also fill their caches.
         self._sizes = {side: _max_id(state) + 1 for side, state in (("users", users), ("tracks", tracks))}
-        sizes = self._sizes
-        needs: dict[str, DataFrame] = {}
         self.shipped = []
         checkpoint = sc.getCheckpointDir() is not None and cfg.checkpoint_interval > 0
-        user_table: pa.Table | None = None
+        if _fits(self._sizes["users"], cfg) and _fits(self._sizes["tracks"], cfg):
+            self._fit_dense(users, tracks, on_iteration)
+        else:
+            self._fit_states(users, tracks, checkpoint, on_iteration)
+        self._users = interactions.select(F.col(C.USER_ID), F.col(C.USER_IDX).cast("int")).distinct()
+        self._tracks = interactions.select(F.col(C.TRACK_ID), F.col(C.TRACK_IDX).cast("int")).distinct()
+        return self
+
+    def _fit_dense(
+        self, users: DataFrame, tracks: DataFrame, on_iteration: Callable[[int, CgRecommender], None] | None
+    ) -> None:
+        """Both factor matrices fit the broadcast budget: the driver holds them, the states stay as packed.
+
+        Each half-iteration is one job over the cached CSR chunks: the other side's factors, their Y^T Y
+        and this side's previous factors (the warm start) are broadcast, and only the new factors come back
+        (ids and features bytes per chunk). No state is rewritten or cached per iteration, so there is no
+        lineage to checkpoint; the fitted factors stay broadcast for the factor frames.
+        """
+        cfg = self.cfg
+        self._user_state, self._track_state = users, tracks
+        x = _collect_dense(users, self._sizes["users"], cfg.rank)  # the seeded initial factors
+        y = np.zeros((self._sizes["tracks"], cfg.rank), np.float32)
         for it in range(1, cfg.max_iter + 1):
-            tracks, track_table = self._half(tracks, users, user_table, sizes["users"], needs, "tracks")
-            users, user_table = self._half(users, tracks, track_table, sizes["tracks"], needs, "users")
+            y = _solve_dense(tracks, x, y, cfg)
+            x = _solve_dense(users, y, x, cfg)
+            self.shipped += ["broadcast", "broadcast"]
+            self._keep_final(x, y)
+            if on_iteration is not None:
+                on_iteration(it, self)
+
+    def _keep_final(self, x: np.ndarray, y: np.ndarray) -> None:
+        sc = self._state()[0].sparkSession.sparkContext
+        for bc in self._final.values():
+            bc.unpersist()
+        self._final = {"users": sc.broadcast(x), "tracks": sc.broadcast(y)}
+
+    def _fit_states(
+        self,
+        users: DataFrame,
+        tracks: DataFrame,
+        checkpoint: bool,
+        on_iteration: Callable[[int, CgRecommender], None] | None,
+    ) -> None:
+        """A factor matrix exceeds the broadcast budget: every half-iteration rewrites the solved side's
+        cached state (its ``features`` bytes); factors that fit are still broadcast, the others joined."""
+        cfg = self.cfg
+        needs: dict[str, DataFrame] = {}
+        user_factors: np.ndarray | None = None
+        for it in range(1, cfg.max_iter + 1):
+            tracks, track_factors = self._half(tracks, users, user_factors, needs, "tracks", "users")
+            users, user_factors = self._half(users, tracks, track_factors, needs, "users", "tracks")
             if checkpoint and it % cfg.checkpoint_interval == 0 and it < cfg.max_iter:
                 users, tracks = _checkpoint(users), _checkpoint(tracks)
             self._user_state, self._track_state = users, tracks
@@ -352,54 +566,53 @@ class CgRecommender:
         for frame in needs.values():
             frame.unpersist()
         self._user_state, self._track_state = users, tracks
-        self._users = interactions.select(F.col(C.USER_ID), F.col(C.USER_IDX).cast("int")).distinct()
-        self._tracks = interactions.select(F.col(C.TRACK_ID), F.col(C.TRACK_IDX).cast("int")).distinct()
-        return self
 
     def _half(
         self,
         solve: DataFrame,
         fixed: DataFrame,
-        fixed_table: pa.Table | None,
-        size: int,
+        fixed_factors: np.ndarray | None,
         needs: dict[str, DataFrame],
         side: str,
-    ) -> tuple[DataFrame, pa.Table | None]:
+        fixed_side: str,
+    ) -> tuple[DataFrame, np.ndarray | None]:
         """One half-iteration: new factors for every row of ``solve`` given ``fixed``'s factors.
 
-        ``fixed_table`` holds ``fixed``'s (id, features) when the previous half-iteration collected them for
-        a broadcast. Returns the new cached state and, when this side's factors fit the broadcast budget,
-        its (id, features) as collected by the action that materialises it (one job per half-iteration).
+        ``fixed_factors`` is ``fixed``'s dense factor matrix when the previous half-iteration collected it
+        for a broadcast. Returns the new cached state and, when this side's factors fit the broadcast
+        budget, its dense factor matrix as collected by the action that materialises it (one job).
         """
         cfg = self.cfg
         shipped: Any = None
-        if _fits(size, cfg):
+        if _fits(self._sizes[fixed_side], cfg):
             self.shipped.append("broadcast")
-            if fixed_table is None:
-                fixed_table = fixed.select(_ID, FEATURES).toArrow()
-            new, shipped = _solve_broadcast(solve, fixed_table, size, cfg)
+            if fixed_factors is None:
+                fixed_factors = _collect_dense(fixed, self._sizes[fixed_side], cfg.rank)
+            new, shipped = _solve_broadcast(solve, fixed_factors, cfg)
         else:
             self.shipped.append("join")
             if side not in needs:
-                pairs = solve.select(F.col(_BLOCK).alias(_NEED_BLOCK), F.explode(_NBRS).alias(_ID))
-                needs[side] = pairs.distinct().persist(StorageLevel.MEMORY_AND_DISK)
-            new = _solve_join(solve, fixed, needs[side], size, cfg)
+                needs[side] = _needs(solve).persist(StorageLevel.MEMORY_AND_DISK)
+            new = _solve_join(solve, fixed, needs[side], cfg)
         new = new.persist(StorageLevel.MEMORY_AND_DISK)
-        table: pa.Table | None = None
+        dense: np.ndarray | None = None
         if _fits(self._sizes[side], cfg):
-            table = new.select(_ID, FEATURES).toArrow()  # materialises the cache and feeds the next broadcast
+            dense = _collect_dense(new, self._sizes[side], cfg.rank)  # materialises the cache, feeds the broadcast
         else:
-            new.select(_ID).write.format("noop").mode("overwrite").save()
+            new.select(_BLOCK).write.format("noop").mode("overwrite").save()
         solve.unpersist()
         if shipped is not None:
             shipped.unpersist()  # executors drop their copies; the cached state no longer needs it
-        return new, table
+        return new, dense
 
     def unpersist(self) -> None:
-        """Drop the cached factor state of the last fit."""
+        """Drop the cached factor state (and the broadcast factors) of the last fit."""
         for state in (self._user_state, self._track_state):
             if state is not None:
                 state.unpersist()
+        for bc in self._final.values():
+            bc.unpersist()
+        self._final = {}
 
     def _state(self) -> tuple[DataFrame, DataFrame]:
         if self._user_state is None or self._track_state is None:
@@ -412,24 +625,20 @@ class CgRecommender:
         return self._users, self._tracks
 
     def user_factors_frame(self) -> DataFrame:
-        """user_idx, features."""
-        return self._state()[0].select(F.col(_ID).alias(C.USER_IDX), _non_null_features())
+        """user_idx, features (array<float>, as MLlib's factors)."""
+        return _factors_frame(self._state()[0], C.USER_IDX, self.cfg.rank, self._final.get("users"))
 
     def track_factors_frame(self) -> DataFrame:
         """track_idx, features."""
-        return self._state()[1].select(F.col(_ID).alias(C.TRACK_IDX), _non_null_features())
+        return _factors_frame(self._state()[1], C.TRACK_IDX, self.cfg.rank, self._final.get("tracks"))
 
     def user_factors(self) -> DataFrame:
         """gold.user_factors: user_idx, user_id, features, model_version."""
-        users, _ = self._id_maps()
-        f = self.user_factors_frame().join(users, C.USER_IDX)
-        return f.withColumn(C.MODEL_VERSION, F.lit(self.model_version))
+        return factor_table(self.user_factors_frame(), self._id_maps()[0], C.USER_IDX, self.model_version)
 
     def track_factors(self) -> DataFrame:
         """gold.track_factors: track_idx, track_id, features, model_version."""
-        _, tracks = self._id_maps()
-        f = self.track_factors_frame().join(tracks, C.TRACK_IDX)
-        return f.withColumn(C.MODEL_VERSION, F.lit(self.model_version))
+        return factor_table(self.track_factors_frame(), self._id_maps()[1], C.TRACK_IDX, self.model_version)
 
     def recommend(self, users: DataFrame, n: int, exclude: DataFrame | None = None) -> DataFrame:
         """Top ``n`` unheard tracks per user, as :meth:`spotrec.weekly.als.AlsRecommender.recommend`."""
@@ -446,16 +655,48 @@ class CgRecommender:
         )
 
 
-def _non_null_features() -> Any:
-    """``features`` typed array<float not null>, as MLlib's factors and the factor tables (never null here)."""
-    return F.transform(FEATURES, lambda v: F.coalesce(v, F.lit(0.0).cast("float"))).alias(FEATURES)
+def _factors_frame(state: DataFrame, key: str, rank: int, final: Any = None) -> DataFrame:
+    """(key, features array<float>) rows out of the state's chunks, built in Arrow (no Python objects).
+
+    ``final``: the side's fitted factors as a broadcast dense matrix (then the state's own ``features``
+    are the initial ones and only its ids are read)."""
+    schema = T.StructType(
+        [
+            T.StructField(key, T.IntegerType(), False),
+            T.StructField(FEATURES, T.ArrayType(T.FloatType(), containsNull=False), False),
+        ]
+    )
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            for _, _, ids, _, _, _, x in _chunks(b, rank):
+                feats = x if final is None else final.value[ids]
+                yield pa.RecordBatch.from_arrays(list(_factor_rows(ids, feats)), names=[key, FEATURES])
+
+    return state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, FEATURES).mapInArrow(rows, schema)
 
 
 def _max_id(state: DataFrame) -> int:
-    row = state.agg(F.max(_ID)).first()
+    """Largest id of a state (one small row per chunk reaches the driver)."""
+
+    def top(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            tops = [int(np.frombuffer(v, np.int32).max()) for v in b.column(_IDS).to_pylist()]
+            yield pa.RecordBatch.from_arrays([pa.array(tops, pa.int32())], names=["top"])
+
+    row = state.mapInArrow(top, "top int").agg(F.max("top")).first()
     if row is None or row[0] is None:
         raise ValueError("ALS input has no ratings")
     return int(row[0])
+
+
+def _collect_dense(state: DataFrame, size: int, rank: int) -> np.ndarray:
+    """A side's factors as one dense size x k float32 matrix on the driver (broadcast path: <= its budget)."""
+    table = state.select(_IDS, FEATURES).toArrow()
+    out = np.zeros((size, rank), dtype=np.float32)
+    for ids, feats in zip(table.column(_IDS).to_pylist(), table.column(FEATURES).to_pylist(), strict=True):
+        out[np.frombuffer(ids, np.int32)] = np.frombuffer(feats, np.float32).reshape(-1, rank)
+    return out
 
 
 def _checkpoint(state: DataFrame) -> DataFrame:
@@ -465,82 +706,173 @@ def _checkpoint(state: DataFrame) -> DataFrame:
     return cut
 
 
-def _dense(ids: np.ndarray, x: np.ndarray, size: int, rank: int) -> np.ndarray:
-    out = np.zeros((size, rank), dtype=np.float32)
-    out[ids] = x
-    return out
-
-
 def _fits(size: int, cfg: WeeklyConfig) -> bool:
     """Whether ``size`` factor rows (float32) fit the broadcast budget."""
     return size * cfg.rank * 4 <= cfg.cg_broadcast_mb * 2**20
 
 
-def _solve_broadcast(solve: DataFrame, table: pa.Table, size: int, cfg: WeeklyConfig) -> tuple[DataFrame, Any]:
-    """Broadcast path: the fixed side's factors (id-ordered, so Y^T Y is reproducible) go to every task."""
-    ids = np.asarray(table.column(_ID).to_numpy(), dtype=np.int64)
-    other = _dense(ids, _matrix(table.column(FEATURES), cfg.rank), size, cfg.rank)
-    gram = other.astype(np.float64).T @ other.astype(np.float64)
-    shipped = solve.sparkSession.sparkContext.broadcast((other, gram))
+def _solve_state(batch: pa.RecordBatch, other: np.ndarray, gram: np.ndarray, cfg: WeeklyConfig) -> pa.RecordBatch:
+    """New ``features`` for every chunk of a state batch (``other`` indexed by the chunks' neighbour ids)."""
+    new = [
+        cg_rows(indptr, nbrs, data, x0, other, gram, cfg.reg_param, cfg.alpha, cfg.cg_steps).tobytes()
+        for _, _, _, indptr, nbrs, data, x0 in _chunks(batch, cfg.rank)
+    ]
+    return _with_features(batch, new)
+
+
+def _solve_broadcast(solve: DataFrame, other: np.ndarray, cfg: WeeklyConfig) -> tuple[DataFrame, Any]:
+    """Broadcast path: the fixed side's dense factors and their Y^T Y (from the driver's copy) to every task."""
+    y = other.astype(np.float64)
+    shipped = solve.sparkSession.sparkContext.broadcast((other, y.T @ y))
 
     def solve_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         y, g = shipped.value
         for b in batches:
-            yield _solve_batch(b, y, g, cfg)
+            yield _solve_state(b, y, g, cfg)
 
-    return solve.mapInArrow(solve_batches, _STATE_SCHEMA), shipped
+    return solve.mapInArrow(solve_batches, _STATE), shipped
+
+
+def _solve_dense(state: DataFrame, other: np.ndarray, own: np.ndarray, cfg: WeeklyConfig) -> np.ndarray:
+    """One half-iteration with both sides on the driver: broadcast (other, Y^T Y, own warm start), solve
+    every chunk of the cached state, collect the new factors (ids, features bytes) into a dense matrix."""
+    y = other.astype(np.float64)
+    shipped = state.sparkSession.sparkContext.broadcast((other, y.T @ y, own))
+    rank = cfg.rank
+
+    def solve(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        o, g, warm = shipped.value
+        for b in batches:
+            ids_out, feats_out = [], []
+            for _, _, ids, indptr, nbrs, data, _ in _chunks(b, rank):
+                x = cg_rows(indptr, nbrs, data, warm[ids], o, g, cfg.reg_param, cfg.alpha, cfg.cg_steps)
+                ids_out.append(ids.tobytes())
+                feats_out.append(x.tobytes())
+            yield pa.RecordBatch.from_arrays([_bytes(ids_out), _bytes(feats_out)], names=[_IDS, FEATURES])
+
+    solved = state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, F.lit(b"").alias(FEATURES))
+    try:
+        return _collect_dense(solved.mapInArrow(solve, f"{_IDS} binary, {FEATURES} binary"), len(own), rank)
+    finally:
+        shipped.unpersist()
+
+
+def _needs(solve: DataFrame) -> DataFrame:
+    """Join path: the distinct (block, neighbour id) pairs of a state (computed once per fit, cached)."""
+
+    def pairs(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            blocks, nbrs = b.column(_BLOCK).to_pylist(), b.column(_INDICES).to_pylist()
+            for block, raw in zip(blocks, nbrs, strict=True):
+                ids = np.unique(np.frombuffer(raw, np.int32))
+                yield pa.RecordBatch.from_arrays(
+                    [pa.array(np.full(len(ids), block, np.int32)), pa.array(ids)], names=[_NEED_BLOCK, _ID]
+                )
+
+    return solve.select(_BLOCK, _INDICES).mapInArrow(pairs, f"{_NEED_BLOCK} int, {_ID} int").distinct()
 
 
 def _gram(fixed: DataFrame, rank: int) -> np.ndarray:
-    """Y^T Y as a treeAggregate of per-batch partial sums (the join path never collects Y itself)."""
+    """Y^T Y as a sum of per-task partial sums (the join path never collects Y), in a fixed order."""
 
     def partial(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        g = np.zeros((rank, rank), dtype=np.float64)
+        parts = []
         for b in batches:
-            y = _matrix(b.column(FEATURES), rank).astype(np.float64)
-            g += y.T @ y
-        yield pa.RecordBatch.from_arrays([pa.array([g.ravel().tolist()], pa.list_(pa.float64()))], names=["g"])
+            for block, chunk, _, _, _, _, x in _chunks(b, rank):
+                y = x.astype(np.float64)
+                parts.append(((block, chunk), y.T @ y))
+        if parts:
+            parts.sort(key=lambda part: part[0])
+            g = np.sum([part[1] for part in parts], axis=0)
+            first = parts[0][0]
+            yield pa.RecordBatch.from_pydict(
+                {"b": [first[0]], "c": [first[1]], "g": [g.tobytes()]},
+                schema=pa.schema([("b", pa.int32()), ("c", pa.int32()), ("g", pa.binary())]),
+            )
 
-    parts = fixed.select(FEATURES).mapInArrow(partial, "g array<double>").rdd.map(lambda row: np.asarray(row.g))
-    total = parts.treeAggregate(np.zeros(rank * rank), lambda a, b: a + b, lambda a, b: a + b, depth=2)
-    return np.asarray(total).reshape(rank, rank)
-
-
-def _solve_join(solve: DataFrame, fixed: DataFrame, needs: DataFrame, size: int, cfg: WeeklyConfig) -> DataFrame:
-    """Join path: each block gets only the factors its ratings reference, by a join on block id."""
-    gram = _gram(fixed, cfg.rank)
-    shipped = needs.join(fixed.select(_ID, FEATURES), _ID)
-    rank = cfg.rank
-
-    def solve_block(state: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
-        if state.empty:
-            return state
-        state = state.sort_values(_ID, kind="stable").reset_index(drop=True)
-        ids = factors[_ID].to_numpy(np.int64)
-        feats = np.stack(factors[FEATURES].to_numpy()).astype(np.float32) if len(ids) else np.zeros((0, rank))
-        other = _dense(ids, feats, size, rank)
-        batch = pa.RecordBatch.from_pandas(state, preserve_index=False)
-        batch = pa.RecordBatch.from_arrays(
-            [
-                batch.column(_ID),
-                batch.column(_BLOCK),
-                pa.array(state[_NBRS].tolist(), pa.list_(pa.int32())),
-                pa.array(state[_RATINGS].tolist(), pa.list_(pa.float32())),
-                pa.array(state[FEATURES].tolist(), pa.list_(pa.float32())),
-            ],
-            names=[_ID, _BLOCK, _NBRS, _RATINGS, FEATURES],
-        )
-        out = _solve_batch(batch, other, gram, cfg).to_pandas()
-        return out
-
-    solved = (
-        solve.groupBy(_BLOCK)
-        .cogroup(shipped.groupBy(_NEED_BLOCK))
-        .applyInPandas(solve_block, _STATE_SCHEMA)
-        .repartition(cfg.num_blocks, _BLOCK)
-        .sortWithinPartitions(_ID)
+    table = (
+        fixed.mapInArrow(partial, "b int, c int, g binary").toArrow().sort_by([("b", "ascending"), ("c", "ascending")])
     )
-    return solved
+    total = np.zeros((rank, rank))
+    for raw in table.column("g").to_pylist():
+        total += np.frombuffer(raw, np.float64).reshape(rank, rank)
+    return total
 
 
-__all__ = ["CgRecommender", "cg_model_version", "cg_solve", "implicit_objective", "initial_factors"]
+def _vectors(fixed: DataFrame, rank: int) -> DataFrame:
+    """Join path: the fixed side's factors as (id, vec) rows, vec one factor's float32 bytes."""
+
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            for _, _, ids, _, _, _, x in _chunks(b, rank):
+                offsets = pa.py_buffer(np.arange(0, (len(ids) + 1) * rank * 4, rank * 4, dtype=np.int32).tobytes())
+                vec = pa.BinaryArray.from_buffers(pa.binary(), len(ids), [None, offsets, pa.py_buffer(x.tobytes())])
+                yield pa.RecordBatch.from_arrays([pa.array(ids, pa.int32()), vec], names=[_ID, _VEC])
+
+    return fixed.mapInArrow(rows, f"{_ID} int, {_VEC} binary")
+
+
+_JOINED = T.StructType(
+    [T.StructField(f.name, f.dataType, True) for f in _STATE.fields]
+    + [T.StructField(_ID, T.IntegerType(), True), T.StructField(_VEC, T.BinaryType(), True)]
+)
+"""Join path: a block's state chunks (``id``, ``vec`` null) and the factor rows it needs (the rest null)."""
+
+
+def _solve_join(solve: DataFrame, fixed: DataFrame, needs: DataFrame, cfg: WeeklyConfig) -> DataFrame:
+    """Join path: each block gets only the factors its ratings reference, shuffled to it by block id.
+
+    The block's state chunks and its factor rows meet in one partition (a union repartitioned by block);
+    the task indexes the factors by their position among the block's sorted neighbour ids.
+    """
+    rank = cfg.rank
+    gram = _gram(fixed, rank)
+    shipped = needs.join(_vectors(fixed, rank), _ID).select(
+        F.col(_NEED_BLOCK).alias(_BLOCK),
+        *[F.lit(None).cast(f.dataType).alias(f.name) for f in _STATE.fields[1:]],
+        _ID,
+        _VEC,
+    )
+    state = solve.select(*_STATE.names, F.lit(None).cast("int").alias(_ID), F.lit(None).cast("binary").alias(_VEC))
+    names = _STATE.names
+
+    def solve_blocks(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        parts = [b for b in batches if b.num_rows]
+        if not parts:
+            return
+        table = pa.Table.from_batches(parts)
+        is_factor = table.column(_ID).is_valid()
+        factors = table.filter(is_factor)
+        chunks = table.filter(pc.invert(is_factor)).sort_by([(_BLOCK, "ascending"), (_CHUNK, "ascending")])
+        fblock = np.asarray(factors.column(_BLOCK).to_numpy())
+        fid = np.asarray(factors.column(_ID).to_numpy())
+        vec = factors.column(_VEC).combine_chunks()
+        fvec = (
+            np.frombuffer(vec.buffers()[2], np.float32, count=len(vec) * rank, offset=vec.offset * rank * 4).reshape(
+                -1, rank
+            )
+            if len(vec)
+            else np.zeros((0, rank), np.float32)
+        )
+        out = []
+        for block in np.unique(np.asarray(chunks.column(_BLOCK).to_numpy())):
+            mask = fblock == block
+            order = np.argsort(fid[mask], kind="stable")
+            ids, other = fid[mask][order], fvec[mask][order]
+            part = chunks.filter(pc.equal(chunks.column(_BLOCK), pa.scalar(int(block), pa.int32())))
+            batch = pa.RecordBatch.from_arrays(
+                [part.column(n).combine_chunks() for n in names], schema=_arrow_schema(_STATE)
+            )
+            new = []
+            for _, _, _, indptr, nbrs, data, x0 in _chunks(batch, rank):
+                local = np.searchsorted(ids, nbrs).astype(np.int32)
+                new.append(
+                    cg_rows(indptr, local, data, x0, other, gram, cfg.reg_param, cfg.alpha, cfg.cg_steps).tobytes()
+                )
+            out.append(_with_features(batch, new))
+        yield from out
+
+    return state.unionByName(shipped).repartition(cfg.num_blocks, _BLOCK).mapInArrow(solve_blocks, _STATE)
+
+
+__all__ = ["CgRecommender", "cg_model_version", "cg_rows", "cg_solve", "implicit_objective", "initial_factors"]
