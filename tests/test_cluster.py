@@ -29,12 +29,15 @@ from spotrec import cli
 from spotrec import columns as C
 from spotrec.tables import (
     BRONZE_EVENTS,
+    DISCOVER_WEEKLY,
     INTERACTIONS,
     PLAYLISTS,
     QUARANTINE,
     SILVER_EVENTS,
+    TRACK_FACTORS,
     TRACK_INDEX,
     TRACKS,
+    USER_FACTORS,
     USER_INDEX,
     TableSpec,
 )
@@ -267,3 +270,38 @@ def test_pipeline_on_standalone_cluster_equals_local_run(
     assert workers_with_executors(healthy_cluster, new_apps.pop()) == [0, 1], "both workers must run executors"
     assert_tables_equal(spark, root, world.reference_root, COMPARED)
     shutil.rmtree(root)
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("solver", ["mllib", "cg"])
+def test_weekly_step_on_standalone_cluster_equals_local_run_for_both_solvers(
+    spark: SparkSession,
+    healthy_cluster: standalone.LocalCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    solver: str,
+) -> None:
+    """``spotrec weekly`` with each ALS solver: the same playlists and (to float rounding) the same factors."""
+    world = reference_world(spark, tmp_path_factory)
+    als = [f"weekly.solver={solver}", "weekly.rank=4", "weekly.max_iter=3", "weekly.num_blocks=2"]
+    local, remote = tmp_path / "local", tmp_path / "cluster"
+    for root in (local, remote):
+        shutil.copytree(world.reference_root, root)
+    run_local(["weekly", *sets([*world.settings(local), *als])])
+    log = tmp_path / "submit.log"
+    finish(submit(healthy_cluster, world, "weekly", sets([*world.settings(remote), *als]), log=log), log)
+    want = snapshot(spark, local, DISCOVER_WEEKLY, drop=[C.SCORE])
+    assert want, "the local weekly run wrote no playlists: the comparison would prove nothing"
+    assert_same_rows(snapshot(spark, remote, DISCOVER_WEEKLY, drop=[C.SCORE]), want, f"{solver}: discover_weekly")
+    for spec, key in ((USER_FACTORS, C.USER_IDX), (TRACK_FACTORS, C.TRACK_IDX)):
+        got, ref = (
+            sorted(
+                (r[key], list(r[C.FEATURES]), r[C.MODEL_VERSION])
+                for r in spark.read.format("delta").load(str(table_dir(root, spec))).collect()
+            )
+            for root in (remote, local)
+        )
+        assert [(k, v) for k, _, v in got] == [(k, v) for k, _, v in ref], spec.full_name
+        assert got
+        for (_, a, _), (_, b, _) in zip(got, ref, strict=True):
+            assert a == pytest.approx(b, rel=1e-4, abs=1e-5), spec.full_name
