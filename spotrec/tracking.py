@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,24 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name)}" for name in ("mlflow", "numpy", "pandas", "torch")]
 
 
+def _package_source() -> str:
+    """A directory holding the ``spotrec`` package, for a model's ``code_paths``.
+
+    Under ``spark-submit --py-files spotrec.zip`` the package is imported from inside the zip, which MLflow
+    cannot copy as a directory: the package is then extracted once into a temporary folder.
+    """
+    package = Path(__file__).parent
+    if package.is_dir():
+        return str(package)
+    archive = next(p for p in package.parents if p.is_file())
+    inner = package.relative_to(archive).as_posix()
+    target = Path(tempfile.mkdtemp(prefix="spotrec-code-"))
+    with zipfile.ZipFile(archive) as zf:
+        members = [m for m in zf.namelist() if m.startswith(f"{inner}/") and "__pycache__" not in m]
+        zf.extractall(target, members)
+    return str(target / inner)
+
+
 def _log_pyfunc(name: str, model: Any, artifacts: dict[str, str], example: pd.DataFrame) -> str:
     """Log ``model`` with a signature inferred from its own output on ``example``; returns the model URI."""
     import mlflow
@@ -233,7 +252,7 @@ def _log_pyfunc(name: str, model: Any, artifacts: dict[str, str], example: pd.Da
             signature=signature,
             input_example=example,
             pip_requirements=_requirements(),
-            code_paths=[str(Path(__file__).parent)],
+            code_paths=[_package_source()],
         )
     return str(info.model_uri)
 

@@ -131,3 +131,26 @@ def test_metric_names_mlflow_refuses_are_spelled_out() -> None:
         40,
     )
     assert metric_key("ground-truth", "als(taste)", "ari", None) == ("ground-truth/als_taste_/ari", 0)
+
+
+def test_models_logged_from_a_zipped_package_carry_its_code(tmp_path: Path) -> None:
+    """Under ``spark-submit --py-files spotrec.zip`` spotrec is imported from the zip; the models' code_paths
+    must still be a directory holding the package (MLflow cannot copy a path inside a zip)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    archive = shutil.make_archive(str(tmp_path / "spotrec"), "zip", root_dir=repo, base_dir="spotrec")
+    probe = (
+        f"import sys; sys.path.insert(0, {archive!r}); import spotrec.tracking as t; "
+        "assert '.zip' in t.__file__, t.__file__; print(t._package_source())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    source = Path(done.stdout.strip())
+    assert (
+        source.name == "spotrec" and (source / "tracking.py").is_file() and (source / "steps" / "weekly.py").is_file()
+    )
