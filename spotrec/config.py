@@ -390,8 +390,8 @@ class RnnConfig(_Section):
     """Training windows per epoch at most (0: all). Each epoch reads the windows in a new seeded order, so a
     bounded epoch is a fresh sample; validation reads at most the same share of its windows. Keeps the
     driver's training time bounded whatever the data's size: at ~11k windows/s on one core, 20 epochs of
-    300k take at most ~9 minutes (the demo's ~100k windows are not cut). Quality cost measured in
-    docs/benchmarks.md ("Taste RNN: bounded epochs")."""
+    300k take at most ~9 minutes (the demo's ~100k windows are not cut). The quality cost of the bound at
+    sizes it cuts is still to be measured (docs/scaling.md)."""
     time_budget_s: float = Field(default=0.0, ge=0.0)
     """Stop training after the first epoch that ends past this many seconds (0: no budget). Not
     deterministic by nature (it depends on the machine); the epoch bound above is."""
