@@ -39,7 +39,14 @@ from torch import nn
 
 from spotrec.config import RlConfig
 from spotrec.rl.features import FeatureLayout
-from spotrec.rl.user_model import HEADS, OUTCOME_LABELS, UserModelData, model_version
+from spotrec.rl.user_model import (
+    HEADS,
+    OUTCOME_LABELS,
+    UserModelData,
+    load_checkpoint,
+    model_version,
+    save_checkpoint,
+)
 
 if TYPE_CHECKING:
     from spotrec.rl.env import History, ResponseProbs, SessionSpec
@@ -429,21 +436,12 @@ def sequential_payload(model: SequentialUserModel) -> dict[str, Any]:
 
 def save_sequential_user_model(model: SequentialUserModel, directory: str | Path) -> Path:
     """Write ``<directory>/<version>.pt`` and point ``<directory>/LATEST`` at it; return the path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{model.version}.pt"
-    torch.save(sequential_payload(model), path)
-    (directory / "LATEST").write_text(model.version + "\n")
-    log.info("user_model(gru) checkpoint %s", path)
-    return path
+    return save_checkpoint(sequential_payload(model), model.version, directory, "user_model(gru)")
 
 
 def load_sequential_user_model(path: str | Path) -> SequentialUserModel:
     """Load a checkpoint file, or the ``LATEST`` one of a checkpoint directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / f"{(path / 'LATEST').read_text().strip()}.pt"
-    return sequential_from_payload(torch.load(path, map_location="cpu", weights_only=False))
+    return sequential_from_payload(load_checkpoint(path))
 
 
 def sequential_from_payload(payload: dict[str, Any]) -> SequentialUserModel:

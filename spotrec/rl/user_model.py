@@ -302,23 +302,34 @@ def user_model_from_payload(payload: dict[str, Any]) -> LearnedUserModel:
     return LearnedUserModel(net=net, layout=layout, cfg=cfg, version=payload["version"], history=payload["history"])
 
 
-def save_user_model(model: LearnedUserModel, directory: str | Path) -> Path:
+def save_checkpoint(payload: dict[str, Any], version: str, directory: str | Path, what: str) -> Path:
     """Write ``<directory>/<version>.pt`` and point ``<directory>/LATEST`` at it; return the path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{model.version}.pt"
-    torch.save(user_model_payload(model), path)
-    (directory / "LATEST").write_text(model.version + "\n")
-    log.info("user_model checkpoint %s", path)
+    path = directory / f"{version}.pt"
+    torch.save(payload, path)
+    (directory / "LATEST").write_text(version + "\n")
+    log.info("%s checkpoint %s", what, path)
     return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The payload of a checkpoint file, or of the ``LATEST`` one of a checkpoint directory."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{(path / 'LATEST').read_text().strip()}.pt"
+    payload: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return payload
+
+
+def save_user_model(model: LearnedUserModel, directory: str | Path) -> Path:
+    """Write ``<directory>/<version>.pt`` and point ``<directory>/LATEST`` at it; return the path."""
+    return save_checkpoint(user_model_payload(model), model.version, directory, "user_model")
 
 
 def load_user_model(path: str | Path) -> LearnedUserModel:
     """Load a checkpoint file, or the ``LATEST`` one of a checkpoint directory."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / f"{(path / 'LATEST').read_text().strip()}.pt"
-    return user_model_from_payload(torch.load(path, map_location="cpu", weights_only=False))
+    return user_model_from_payload(load_checkpoint(path))
 
 
 # --- evaluation -----------------------------------------------------------------------------------
