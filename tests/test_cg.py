@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from spotrec.config import WeeklyConfig
 from spotrec.tables import TRACK_FACTORS, USER_FACTORS, conform
 from spotrec.weekly.als import AlsRecommender, make_recommender
-from spotrec.weekly.cg import CgRecommender, cg_rows, cg_solve, implicit_objective, initial_factors
+from spotrec.weekly.cg import CgRecommender, _pack, block_of, cg_rows, cg_solve, implicit_objective, initial_factors
 from tests.test_als import checkerboard
 
 CFG = WeeklyConfig(
@@ -134,6 +134,27 @@ def test_same_seed_same_factors(board: tuple[DataFrame, DataFrame, CgRecommender
     again = CgRecommender(CFG).fit(train.orderBy(F.rand(1)).repartition(3))
     for a, b in zip(_factors(first, 12, 12), _factors(again, 12, 12), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pack_builds_both_sides_csr_in_their_blocks_whatever_the_input_order(spark: SparkSession) -> None:
+    rows = [(0, 1, 2.0), (0, 0, 1.0), (2, 1, 0.5), (1, 0, 3.0)]
+    frame = spark.createDataFrame(rows, "user_idx int, track_idx int, confidence float")
+    want = {
+        0: {0: [(0, 1.0), (1, 2.0)], 1: [(0, 3.0)], 2: [(1, 0.5)]},  # users: (track, rating)
+        1: {0: [(0, 1.0), (1, 3.0)], 1: [(0, 2.0), (2, 0.5)]},  # tracks: (user, rating)
+    }
+    for ordered in (frame, frame.orderBy(F.rand(3)).repartition(3)):
+        packed = _pack(ordered, 2)
+        got: dict[int, dict[int, list[tuple[int, float]]]] = {0: {}, 1: {}}
+        for part, chunks in enumerate(packed.glom().collect()):
+            for side, block, _, ids, indptr, indices, data in chunks:
+                assert part == 2 * side + block
+                assert list(block_of(ids, 2)) == [block] * len(ids)
+                for row, rid in enumerate(ids):
+                    span = slice(indptr[row], indptr[row + 1])
+                    got[side][int(rid)] = [(int(n), float(v)) for n, v in zip(indices[span], data[span], strict=True)]
+        packed.unpersist()
+        assert got == want
 
 
 def _small_matrix(spark: SparkSession) -> tuple[DataFrame, pd.DataFrame]:

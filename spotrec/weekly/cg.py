@@ -26,22 +26,26 @@ cost is paid once per worker process.
 Layout (Spark-native; nothing on the driver grows with the ratings; the factor matrices it holds on the
 broadcast path are bounded by ``cg_broadcast_mb``):
 
-- the ratings are packed once per side: hash-partitioned by id into ``num_blocks`` partitions, and each
-  partition (a block) becomes a few state rows of CSR *chunks* (at most ``_CHUNK_NNZ`` ratings or
-  ``_CHUNK_ROWS`` rows each) whose columns are raw numpy bytes (``binary``: ``ids`` int32, ``indptr``
-  int64, ``indices`` int32 neighbour ids, ``data`` float32 ratings, ``features`` float32 rows x k); no
-  per-user arrays, no Python objects, one ``np.frombuffer`` per column; cached for the whole fit;
+- the ratings are packed once for both sides by one shuffle (:func:`_pack`): each input task splits its
+  rows by (side, block) into raw numpy byte strings, so the shuffle moves ``2 * num_blocks`` large rows
+  per task, not one row per rating; each of the ``2 * num_blocks`` partitions then becomes CSR chunks (at
+  most ``_CHUNK_NNZ`` ratings or ``_CHUNK_ROWS`` rows each: ``ids`` int32, ``indptr`` int64, ``indices``
+  int32 neighbour ids, ``data`` float32 ratings), cached as an RDD for the whole fit. A block is a hash
+  of the id alone (:func:`block_of`), so it does not depend on how the input is partitioned;
 - when both factor matrices fit ``cg_broadcast_mb`` (n x k float32 each), the driver holds them: every
-  half-iteration is one job over the cached chunks, with the other side's factors, their Y^T Y (k x k,
-  computed on the driver) and this side's previous factors (the warm start) broadcast; only the new
-  factors come back (ids and features bytes per chunk, bounded by the same budget). The states are not
-  rewritten, so there is no lineage to checkpoint; the fitted factors stay broadcast for the frames;
-- otherwise every half-iteration rewrites the solved side's cached state (its ``features`` bytes, one
-  ``mapInArrow``; the old state is unpersisted once the new one is cached); the
-  other side's factors are still broadcast when they alone fit, else they go through a join on block id:
-  the (block, neighbour) pairs each block needs are computed once and cached, joined with the factor
-  rows and shuffled to the blocks with their state chunks, so a task only holds the factors its block
-  references; Y^T Y is then a sum of per-task partial sums in a fixed order;
+  half-iteration is one job on that side's cached partitions only (``SparkContext.runJob``), with the
+  other side's factors and their Y^T Y (k x k, computed on the driver) broadcast, and this side's previous
+  factors (the warm start) read from the broadcast made when they were solved, so each matrix is
+  broadcast once; only the new factors come back. Nothing is rewritten per iteration, so there is no
+  lineage to checkpoint; the fitted factors stay broadcast and the factor frames are generated from them
+  on executors;
+- otherwise the packed chunks become one cached state frame per side (with a ``features`` column) and
+  every half-iteration rewrites the solved side's state (its ``features`` bytes, one ``mapInArrow``; the
+  old state is unpersisted once the new one is cached); the other side's factors are still broadcast when
+  they alone fit, else they go through a join on block id: the (block, neighbour) pairs each block needs
+  are computed once and cached, joined with the factor rows and shuffled to the blocks with their state
+  chunks, so a task only holds the factors its block references; Y^T Y is then a sum of per-task partial
+  sums in a fixed order;
 - on that second path the factor lineage is checkpointed every ``checkpoint_interval`` iterations when
   the SparkContext has a checkpoint directory (as MLlib does).
 
@@ -56,16 +60,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 from numba import njit
-from pyspark import TaskContext
-from pyspark.sql import DataFrame
+from pyspark import RDD, SparkContext
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.storagelevel import StorageLevel
@@ -170,6 +173,8 @@ def cg_solve(
     Returns:
         The new factors, rows x k float32.
     """
+    import scipy.sparse as sp  # the reference only: Python workers running the kernel need not import it
+
     n = x0.shape[0]
     m = other.shape[0]
     counts = np.diff(indptr)
@@ -383,55 +388,114 @@ def _factor_rows(ids: np.ndarray, x: np.ndarray) -> tuple[pa.Array, pa.Array]:
 # -- Spark side ---------------------------------------------------------------------------------------------
 
 
-def _pack(ratings: DataFrame, key: str, other: str, cfg: WeeklyConfig, side: int) -> DataFrame:
-    """One side's cached state: ratings hash-partitioned by ``key`` into blocks, each block CSR chunks.
+_Block = tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""A packed CSR chunk: (side, block, chunk, ids int32, indptr int64, indices int32, data float32); side 0 =
+users (rows are users, indices tracks), 1 = tracks."""
 
-    A block is the partition a row hashes to (``TaskContext.partitionId()``); within it the ratings are
-    sorted by (key, neighbour, rating), so the chunks do not depend on the order rows arrive in. Users start
-    from :func:`initial_factors`, tracks from zeros (they are solved first).
+
+def block_of(ids: np.ndarray, num_blocks: int) -> np.ndarray:
+    """The block of each id: a multiplicative hash of the id alone (stable across runs and partitionings;
+    spreads consecutive ids, which the index assigns in id order, over the blocks)."""
+    h = (np.asarray(ids, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
+    return (h % np.uint64(num_blocks)).astype(np.int32)
+
+
+def _pack(ratings: DataFrame, num_blocks: int) -> RDD[_Block]:
+    """Both sides' CSR chunks of (user_idx, track_idx, confidence) rows from one shuffle, cached: partition
+    ``side * num_blocks + block``.
+
+    Each input task splits its ratings by (side, block) into three raw numpy byte strings (ids, neighbours,
+    ratings), so the shuffle moves ``2 * num_blocks`` large rows per task rather than one row per rating
+    per side; each block then concatenates its pieces, sorts them by (id, neighbour, rating), so the chunks
+    do not depend on the order pieces arrive in, and cuts CSR chunks of at most ``_CHUNK_NNZ`` ratings or
+    ``_CHUNK_ROWS`` rows.
     """
-    rank, seed = cfg.rank, cfg.seed
+    schema = "part int, keys binary, nbrs binary, vals binary"
 
-    def pack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def split(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         parts = [b for b in batches if b.num_rows]
         if not parts:
             return
         table = pa.Table.from_batches(parts)
-        rows = np.asarray(table.column(key).to_numpy(), dtype=np.int32)
-        nbrs = np.asarray(table.column(other).to_numpy(), dtype=np.int32)
+        users = np.asarray(table.column(C.USER_IDX).to_numpy(), dtype=np.int32)
+        tracks = np.asarray(table.column(C.TRACK_IDX).to_numpy(), dtype=np.int32)
         vals = np.asarray(table.column(C.CONFIDENCE).to_numpy(), dtype=np.float32)
-        order = np.lexsort((vals, nbrs, rows))
-        rows, nbrs, vals = rows[order], nbrs[order], vals[order]
+        out: dict[str, list[Any]] = {"part": [], "keys": [], "nbrs": [], "vals": []}
+        for side, (keys, nbrs) in enumerate(((users, tracks), (tracks, users))):
+            blocks = block_of(keys, num_blocks)
+            order = np.argsort(blocks, kind="stable")
+            bounds = np.searchsorted(blocks[order], np.arange(num_blocks + 1))
+            for block in range(num_blocks):
+                sel = order[bounds[block] : bounds[block + 1]]
+                if len(sel):
+                    out["part"].append(side * num_blocks + block)
+                    out["keys"].append(keys[sel].tobytes())
+                    out["nbrs"].append(nbrs[sel].tobytes())
+                    out["vals"].append(vals[sel].tobytes())
+        yield pa.RecordBatch.from_pydict(
+            out,
+            schema=pa.schema(
+                [("part", pa.int32()), ("keys", pa.binary()), ("nbrs", pa.binary()), ("vals", pa.binary())]
+            ),
+        )
+
+    def merge(pieces: Iterable[tuple[int, tuple[bytes, bytes, bytes]]]) -> Iterator[_Block]:
+        part, keys, nbrs, vals = -1, [], [], []
+        for piece_part, (k, n, v) in pieces:
+            part = piece_part
+            keys.append(np.frombuffer(k, np.int32))
+            nbrs.append(np.frombuffer(n, np.int32))
+            vals.append(np.frombuffer(v, np.float32))
+        if part < 0:
+            return
+        side, block = divmod(part, num_blocks)
+        rows, cols, data = np.concatenate(keys), np.concatenate(nbrs), np.concatenate(vals)
+        order = np.lexsort((data, cols, rows))
+        rows, cols, data = rows[order], cols[order], data[order]
         ids, starts = np.unique(rows, return_index=True)
         indptr = np.append(starts, len(rows)).astype(np.int64)
-        block = TaskContext.get().partitionId()  # type: ignore[union-attr]
-        out: dict[str, list[Any]] = {name: [] for name in _STATE.names}
-        lo = 0
+        lo, chunk = 0, 0
         while lo < len(ids):
             hi = int(np.searchsorted(indptr, indptr[lo] + _CHUNK_NNZ, side="right")) - 1
             hi = min(max(hi, lo + 1), lo + _CHUNK_ROWS, len(ids))
             a, b = indptr[lo], indptr[hi]
-            chunk_ids = ids[lo:hi]
-            if side == 0:
-                x = initial_factors(chunk_ids, rank, seed, side)
-            else:
-                x = np.zeros((len(chunk_ids), rank), np.float32)
-            out[_BLOCK].append(block)
-            out[_CHUNK].append(len(out[_CHUNK]))
-            out[_IDS].append(chunk_ids.tobytes())
-            out[_INDPTR].append((indptr[lo : hi + 1] - a).tobytes())
-            out[_INDICES].append(nbrs[a:b].tobytes())
-            out[_DATA].append(vals[a:b].tobytes())
-            out[FEATURES].append(x.tobytes())
-            lo = hi
-        yield pa.RecordBatch.from_pydict(out, schema=_arrow_schema(_STATE))
+            yield side, block, chunk, ids[lo:hi].copy(), indptr[lo : hi + 1] - a, cols[a:b].copy(), data[a:b].copy()
+            lo, chunk = hi, chunk + 1
 
+    pieces = ratings.mapInArrow(split, schema).rdd
     return (
-        ratings.select(F.col(key), F.col(other), F.col(C.CONFIDENCE))
-        .repartition(cfg.num_blocks, key)
-        .mapInArrow(pack, _STATE)
+        pieces.map(lambda row: (row[0], (row[1], row[2], row[3])))
+        .partitionBy(2 * num_blocks, lambda part: part)
+        .mapPartitions(merge, preservesPartitioning=True)
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+
+
+def _sizes(packed: RDD[_Block]) -> tuple[dict[str, int], dict[str, int]]:
+    """Rows per side (largest id + 1) and ids held per side, from one (side, top id, ids) triple per chunk:
+    the action that fills the chunks' cache."""
+    sizes, held = {"users": 0, "tracks": 0}, {"users": 0, "tracks": 0}
+    for side, top, count in packed.map(lambda b: (b[0], int(b[3].max()), len(b[3]))).collect():
+        name = "tracks" if side else "users"
+        sizes[name] = max(sizes[name], top + 1)
+        held[name] += count
+    if not held["users"] or not held["tracks"]:
+        raise ValueError("ALS input has no ratings")
+    return sizes, held
+
+
+def _state_frame(spark: SparkSession, packed: RDD[_Block], side: int, cfg: WeeklyConfig) -> DataFrame:
+    """One side's packed chunks as the cached state frame of the join path (users start from
+    :func:`initial_factors`, tracks from zeros: they are solved first)."""
+    rank, seed = cfg.rank, cfg.seed
+
+    def row(b: _Block) -> tuple[Any, ...]:
+        _, block, chunk, ids, indptr, indices, data = b
+        x = initial_factors(ids, rank, seed, side) if side == 0 else np.zeros((len(ids), rank), np.float32)
+        return (block, chunk, ids.tobytes(), indptr.tobytes(), indices.tobytes(), data.tobytes(), x.tobytes())
+
+    rows = packed.filter(lambda b: b[0] == side).map(row)
+    return spark.createDataFrame(rows, _STATE).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def _arrow_schema(schema: T.StructType) -> pa.Schema:
@@ -466,9 +530,12 @@ class CgRecommender:
         self._tracks: DataFrame | None = None
         self._user_state: DataFrame | None = None
         self._track_state: DataFrame | None = None
+        self._packed: RDD[_Block] | None = None
+        self._spark: SparkSession | None = None
+        """Both sides' packed chunks (broadcast path: the fit's only cached data)."""
         self._sizes: dict[str, int] = {}
-        self._final: dict[str, Any] = {}
-        """Broadcast fitted factors per side (both sides fit the budget), read by the factor frames."""
+        self._final: dict[str, tuple[np.ndarray, Any]] = {}
+        """Broadcast path, per side: the ids the chunks hold and the broadcast fitted factors (dense, Gram)."""
 
     @property
     def model_version(self) -> str:
@@ -490,7 +557,7 @@ class CgRecommender:
         _require(interactions, _REQUIRED, "ALS input")
         if input_version is not None:
             self.input_version = input_version
-        spark = interactions.sparkSession
+        spark = self._spark = interactions.sparkSession
         sc = spark.sparkContext
         if self.checkpoint_dir:
             sc.setCheckpointDir(self.checkpoint_dir)
@@ -501,47 +568,61 @@ class CgRecommender:
             F.col(C.TRACK_IDX).cast("int").alias(C.TRACK_IDX),
             F.col(C.CONFIDENCE).cast("float").alias(C.CONFIDENCE),
         )
-        users = _pack(ratings, C.USER_IDX, C.TRACK_IDX, cfg, side=0)
-        tracks = _pack(ratings, C.TRACK_IDX, C.USER_IDX, cfg, side=1)
-        # The first actions on the packed states also fill their caches.
-        self._sizes = {side: _max_id(state) + 1 for side, state in (("users", users), ("tracks", tracks))}
+        packed = _pack(ratings, cfg.num_blocks)
+        self._sizes, held = _sizes(packed)  # also fills the cache
         self.shipped = []
-        checkpoint = sc.getCheckpointDir() is not None and cfg.checkpoint_interval > 0
         if _fits(self._sizes["users"], cfg) and _fits(self._sizes["tracks"], cfg):
-            self._fit_dense(users, tracks, on_iteration)
+            self._packed = packed
+            self._fit_dense(packed, held["users"] == self._sizes["users"], on_iteration)
         else:
+            users, tracks = (_state_frame(spark, packed, side, cfg) for side in (0, 1))
+            for state in (users, tracks):
+                state.select(_BLOCK).write.format("noop").mode("overwrite").save()  # fills its cache
+            packed.unpersist()
+            checkpoint = sc.getCheckpointDir() is not None and cfg.checkpoint_interval > 0
             self._fit_states(users, tracks, checkpoint, on_iteration)
         self._users = interactions.select(F.col(C.USER_ID), F.col(C.USER_IDX).cast("int")).distinct()
         self._tracks = interactions.select(F.col(C.TRACK_ID), F.col(C.TRACK_IDX).cast("int")).distinct()
         return self
 
     def _fit_dense(
-        self, users: DataFrame, tracks: DataFrame, on_iteration: Callable[[int, CgRecommender], None] | None
+        self, packed: RDD[_Block], dense_users: bool, on_iteration: Callable[[int, CgRecommender], None] | None
     ) -> None:
-        """Both factor matrices fit the broadcast budget: the driver holds them, the states stay as packed.
+        """Both factor matrices fit the broadcast budget: the driver holds them, the chunks stay as packed.
 
-        Each half-iteration is one job over the cached CSR chunks: the other side's factors, their Y^T Y
-        and this side's previous factors (the warm start) are broadcast, and only the new factors come back
-        (ids and features bytes per chunk). No state is rewritten or cached per iteration, so there is no
-        lineage to checkpoint; the fitted factors stay broadcast for the factor frames.
+        Each half-iteration is one job over the cached chunks of one side (``SparkContext.runJob`` on that
+        side's partitions): the other side's factors, their Y^T Y and this side's previous factors (the
+        warm start) are broadcast, and only the new factors come back. Nothing is rewritten or cached per
+        iteration, so there is no lineage to checkpoint; the fitted factors stay broadcast for the frames.
+        ``dense_users``: every user id below the largest has ratings, so the driver draws the initial user
+        factors itself (else one job over the user chunks does, for the ids they hold).
         """
         cfg = self.cfg
-        self._user_state, self._track_state = users, tracks
-        x = _collect_dense(users, self._sizes["users"], cfg.rank)  # the seeded initial factors
-        y = np.zeros((self._sizes["tracks"], cfg.rank), np.float32)
+        rank, seed = cfg.rank, cfg.seed
+
+        def initial(blocks: Iterable[_Block]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for block in blocks:
+                yield block[3], initial_factors(block[3], rank, seed, 0)
+
+        sc = packed.context
+        if dense_users:
+            user_ids = np.arange(self._sizes["users"], dtype=np.int32)
+            x = initial_factors(user_ids, rank, seed, 0)
+        else:
+            x, user_ids = _collect_side(packed, 0, initial, self._sizes["users"], cfg)
+        xb, yb = _share(sc, x), None
         for it in range(1, cfg.max_iter + 1):
-            y = _solve_dense(tracks, x, y, cfg)
-            x = _solve_dense(users, y, x, cfg)
+            y, track_ids = _solve_dense(packed, 1, xb, yb, self._sizes["tracks"], cfg)
+            if yb is not None:
+                yb.unpersist()
+            yb = _share(sc, y)
+            x, _ = _solve_dense(packed, 0, yb, xb, self._sizes["users"], cfg)
+            xb.unpersist()
+            xb = _share(sc, x)
             self.shipped += ["broadcast", "broadcast"]
-            self._keep_final(x, y)
+            self._final = {"users": (user_ids, xb), "tracks": (track_ids, yb)}
             if on_iteration is not None:
                 on_iteration(it, self)
-
-    def _keep_final(self, x: np.ndarray, y: np.ndarray) -> None:
-        sc = self._state()[0].sparkSession.sparkContext
-        for bc in self._final.values():
-            bc.unpersist()
-        self._final = {"users": sc.broadcast(x), "tracks": sc.broadcast(y)}
 
     def _fit_states(
         self,
@@ -610,14 +691,21 @@ class CgRecommender:
         for state in (self._user_state, self._track_state):
             if state is not None:
                 state.unpersist()
-        for bc in self._final.values():
+        if self._packed is not None:
+            self._packed.unpersist()
+        for _, bc in self._final.values():
             bc.unpersist()
+        self._user_state = self._track_state = self._packed = None
         self._final = {}
 
-    def _state(self) -> tuple[DataFrame, DataFrame]:
-        if self._user_state is None or self._track_state is None:
+    def _factors(self, side: int, key: str) -> DataFrame:
+        if self._packed is not None and self._spark is not None:
+            final = self._final["users" if side == 0 else "tracks"]
+            return _dense_factors_frame(self._spark, final, key, self.cfg.num_blocks)
+        state = self._track_state if side else self._user_state
+        if state is None:
             raise RuntimeError("CgRecommender is not fitted: call fit(interactions) first")
-        return self._user_state, self._track_state
+        return _factors_frame(state, key, self.cfg.rank)
 
     def _id_maps(self) -> tuple[DataFrame, DataFrame]:
         if self._users is None or self._tracks is None:
@@ -626,11 +714,11 @@ class CgRecommender:
 
     def user_factors_frame(self) -> DataFrame:
         """user_idx, features (array<float>, as MLlib's factors)."""
-        return _factors_frame(self._state()[0], C.USER_IDX, self.cfg.rank, self._final.get("users"))
+        return self._factors(0, C.USER_IDX)
 
     def track_factors_frame(self) -> DataFrame:
         """track_idx, features."""
-        return _factors_frame(self._state()[1], C.TRACK_IDX, self.cfg.rank, self._final.get("tracks"))
+        return self._factors(1, C.TRACK_IDX)
 
     def user_factors(self) -> DataFrame:
         """gold.user_factors: user_idx, user_id, features, model_version."""
@@ -655,39 +743,38 @@ class CgRecommender:
         )
 
 
-def _factors_frame(state: DataFrame, key: str, rank: int, final: Any = None) -> DataFrame:
-    """(key, features array<float>) rows out of the state's chunks, built in Arrow (no Python objects).
-
-    ``final``: the side's fitted factors as a broadcast dense matrix (then the state's own ``features``
-    are the initial ones and only its ids are read)."""
-    schema = T.StructType(
+def _factor_schema(key: str) -> T.StructType:
+    return T.StructType(
         [
             T.StructField(key, T.IntegerType(), False),
             T.StructField(FEATURES, T.ArrayType(T.FloatType(), containsNull=False), False),
         ]
     )
 
+
+def _factors_frame(state: DataFrame, key: str, rank: int) -> DataFrame:
+    """(key, features array<float>) rows out of a state's chunks, built in Arrow (no Python objects)."""
+
     def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
             for _, _, ids, _, _, _, x in _chunks(b, rank):
-                feats = x if final is None else final.value[ids]
-                yield pa.RecordBatch.from_arrays(list(_factor_rows(ids, feats)), names=[key, FEATURES])
+                yield pa.RecordBatch.from_arrays(list(_factor_rows(ids, x)), names=[key, FEATURES])
 
-    return state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, FEATURES).mapInArrow(rows, schema)
+    return state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, FEATURES).mapInArrow(rows, _factor_schema(key))
 
 
-def _max_id(state: DataFrame) -> int:
-    """Largest id of a state (one small row per chunk reaches the driver)."""
+def _dense_factors_frame(spark: SparkSession, final: tuple[np.ndarray, Any], key: str, partitions: int) -> DataFrame:
+    """Broadcast path: (key, features) rows for ``final``'s ids (sorted; the ids the side's chunks hold)
+    out of its broadcast dense factors, generated on executors from positions (``spark.range``)."""
+    ids, shared = final
 
-    def top(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def rows(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        x = shared.value[0]
         for b in batches:
-            tops = [int(np.frombuffer(v, np.int32).max()) for v in b.column(_IDS).to_pylist()]
-            yield pa.RecordBatch.from_arrays([pa.array(tops, pa.int32())], names=["top"])
+            held = ids[np.asarray(b.column(0).to_numpy())]
+            yield pa.RecordBatch.from_arrays(list(_factor_rows(held, x[held])), names=[key, FEATURES])
 
-    row = state.mapInArrow(top, "top int").agg(F.max("top")).first()
-    if row is None or row[0] is None:
-        raise ValueError("ALS input has no ratings")
-    return int(row[0])
+    return spark.range(0, len(ids), numPartitions=max(1, partitions)).mapInArrow(rows, _factor_schema(key))
 
 
 def _collect_dense(state: DataFrame, size: int, rank: int) -> np.ndarray:
@@ -733,28 +820,47 @@ def _solve_broadcast(solve: DataFrame, other: np.ndarray, cfg: WeeklyConfig) -> 
     return solve.mapInArrow(solve_batches, _STATE), shipped
 
 
-def _solve_dense(state: DataFrame, other: np.ndarray, own: np.ndarray, cfg: WeeklyConfig) -> np.ndarray:
-    """One half-iteration with both sides on the driver: broadcast (other, Y^T Y, own warm start), solve
-    every chunk of the cached state, collect the new factors (ids, features bytes) into a dense matrix."""
-    y = other.astype(np.float64)
-    shipped = state.sparkSession.sparkContext.broadcast((other, y.T @ y, own))
-    rank = cfg.rank
+def _collect_side(
+    packed: RDD[_Block],
+    side: int,
+    fn: Callable[[Iterable[_Block]], Iterable[tuple[np.ndarray, np.ndarray]]],
+    size: int,
+    cfg: WeeklyConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run ``fn`` (chunks -> (ids, factors)) on one side's partitions only; the dense matrix (rows of ids no
+    chunk holds stay zero: nothing references them) and the sorted ids the chunks hold."""
+    out = np.zeros((size, cfg.rank), dtype=np.float32)
+    nb = cfg.num_blocks
+    held = []
+    for ids, x in packed.context.runJob(packed, fn, list(range(side * nb, (side + 1) * nb))):
+        out[ids] = x
+        held.append(ids)
+    return out, np.sort(np.concatenate(held)) if held else np.zeros(0, np.int32)
 
-    def solve(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        o, g, warm = shipped.value
-        for b in batches:
-            ids_out, feats_out = [], []
-            for _, _, ids, indptr, nbrs, data, _ in _chunks(b, rank):
-                x = cg_rows(indptr, nbrs, data, warm[ids], o, g, cfg.reg_param, cfg.alpha, cfg.cg_steps)
-                ids_out.append(ids.tobytes())
-                feats_out.append(x.tobytes())
-            yield pa.RecordBatch.from_arrays([_bytes(ids_out), _bytes(feats_out)], names=[_IDS, FEATURES])
 
-    solved = state.select(_BLOCK, _CHUNK, _IDS, _INDPTR, _INDICES, _DATA, F.lit(b"").alias(FEATURES))
-    try:
-        return _collect_dense(solved.mapInArrow(solve, f"{_IDS} binary, {FEATURES} binary"), len(own), rank)
-    finally:
-        shipped.unpersist()
+def _share(sc: SparkContext, factors: np.ndarray) -> Any:
+    """Broadcast a side's dense factors with their Gram matrix (k x k, float64): one copy serves as the
+    fixed side of the next half-iteration and as the warm start of the one after."""
+    f = factors.astype(np.float64)
+    return sc.broadcast((factors, f.T @ f))
+
+
+def _solve_dense(
+    packed: RDD[_Block], side: int, fixed: Any, warm: Any, size: int, cfg: WeeklyConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """One half-iteration with both sides on the driver: every chunk of the side solved against ``fixed``
+    (the other side's broadcast factors and Gram matrix) from ``warm`` (this side's broadcast factors, or
+    None for zeros); the new factors as a dense matrix and the ids solved."""
+    reg, alpha, steps, rank = cfg.reg_param, cfg.alpha, cfg.cg_steps, cfg.rank
+
+    def solve(blocks: Iterable[_Block]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        other, gram = fixed.value
+        own = warm.value[0] if warm is not None else None
+        for _, _, _, ids, indptr, nbrs, data in blocks:
+            x0 = own[ids] if own is not None else np.zeros((len(ids), rank), np.float32)
+            yield ids, cg_rows(indptr, nbrs, data, x0, other, gram, reg, alpha, steps)
+
+    return _collect_side(packed, side, solve, size, cfg)
 
 
 def _needs(solve: DataFrame) -> DataFrame:
