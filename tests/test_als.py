@@ -16,7 +16,9 @@ from spotrec.config import WeeklyConfig
 from spotrec.tables import TRACK_FACTORS, USER_FACTORS, conform
 from spotrec.weekly.als import AlsRecommender, Trial, best_trial, model_version, trials_frame, tune
 
-CFG = WeeklyConfig(rank=4, reg_param=0.1, alpha=10.0, max_iter=10, num_blocks=2, checkpoint_interval=5, seed=7)
+CFG = WeeklyConfig(
+    rank=4, reg_param=0.1, alpha=10.0, max_iter=10, num_blocks=2, checkpoint_interval=5, seed=7, solver="mllib"
+)
 BLOCK = 6  # users and items per checkerboard block
 
 

@@ -197,7 +197,7 @@ def test_factory_builds_the_configured_solver() -> None:
     cg = make_recommender(CFG, "/tmp/ck", block_size=8, input_version="v3")
     assert isinstance(cg, CgRecommender)
     assert (cg.checkpoint_dir, cg.block_size, cg.input_version) == ("/tmp/ck", 8, "v3")
-    assert WeeklyConfig().solver == "mllib"
+    assert WeeklyConfig().solver == "cg"
     with pytest.raises(ValidationError, match="solver"):
         WeeklyConfig(solver="cholesky")  # type: ignore[arg-type]
 

@@ -244,7 +244,7 @@ def test_run_discover_writes_six_tables(spark: SparkSession, storage: Storage, c
     summary = run_weekly(spark, storage, cfg, "run-1", "2026-09-07")
 
     assert summary["run_id"] == "run-1" and summary["week"] == "2026-09-07"
-    assert summary["model_version"].startswith("als-r4-")
+    assert summary["model_version"].startswith("als-cg-r4-")  # the default solver
     assert summary["rows"] == {
         USER_FACTORS.full_name: 12,
         TRACK_FACTORS.full_name: 12,

@@ -224,7 +224,14 @@ def implicit_objective(
     """
     x = users.astype(np.float64)
     y = items.astype(np.float64)
-    s = np.einsum("ij,ij->i", x[user_idx], y[item_idx])
+    step = 1 << 20  # ratings per slice: the gathered rows take 2 x step x k float64, not 2 x nnz x k
+    s = np.concatenate(
+        [
+            np.einsum("ij,ij->i", x[user_idx[a : a + step]], y[item_idx[a : a + step]])
+            for a in range(0, len(user_idx), step)
+        ]
+        or [np.zeros(0)]
+    )
     r = np.asarray(ratings, dtype=np.float64)
     c = 1.0 + alpha * np.abs(r)
     p = (r > 0).astype(np.float64)
