@@ -206,3 +206,26 @@ def test_yes_benchmark_entry_point_on_a_tiny_planted_playlist_file(spark, tmp_pa
     assert report["metrics"]["rnn"]["hit@10"] >= report["metrics"]["popularity"]["hit@10"]
     assert report["metrics"]["rnn"]["mrr"] >= 0.5
     assert "published" in format_yes_report(report)
+
+
+def test_stored_results_take_the_newest_evaluate_run_whichever_solver_named_its_als_row(spark, storage) -> None:
+    """The evaluate step names its ALS row by solver (``als`` MLlib, ``als-cg`` the default): the rnn table
+    must print the newest run's row under either name, not an older run's."""
+    import datetime as dt
+
+    from pyspark.sql import functions as F
+
+    from spotrec.evaluation.metrics import metrics_frame
+    from spotrec.steps.rnn import stored_results
+    from spotrec.tables import MODEL_METRICS
+
+    def run(run_id: str, als: str, ndcg: float, day: int):  # type: ignore[no-untyped-def]
+        frame = metrics_frame(spark, run_id, als, "v", "last-week", {"ndcg": ndcg}, 10).unionByName(
+            metrics_frame(spark, run_id, "cooccurrence", None, "last-week", {"ndcg": ndcg / 2}, 10)
+        )
+        return frame.withColumn("created_at", F.lit(dt.datetime(2026, 12, day)))
+
+    storage.append(MODEL_METRICS, run("old", "als", 0.2, 1))
+    storage.append(MODEL_METRICS, run("new", "als-cg", 0.3, 2))
+    got = [(r.model, r.metrics) for r in stored_results(storage)]
+    assert got == [("als-cg", {"ndcg": 0.3}), ("cooccurrence", {"ndcg": 0.15})]

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 DATASET = "last-week"
 """Same dataset label as the ALS evaluation (:mod:`spotrec.steps.evaluate`)."""
 POPULARITY = "popularity"
-STORED_MODELS = ("als", "cooccurrence")
-"""Rows of the ``evaluate`` step printed beside the RNN methods."""
+STORED_MODELS = ("als", "als-cg", "cooccurrence")
+"""Rows of the ``evaluate`` step printed beside the RNN methods (the ALS row is named by its solver:
+``als`` for MLlib, ``als-cg`` for the conjugate-gradient default; one run has one of them)."""
 
 
 @dataclass
