@@ -256,3 +256,28 @@ def test_softmax_losses_match_hand_values() -> None:
     items, metric = retrieval_space(model, songs.numpy())
     assert metric == "dot" and items.tolist() == [[1.0, 0.0, 0.0], [0.0, 1.0, 0.5]]
     np.testing.assert_allclose(retrieval_query("softmax", taste.numpy()) @ items.T, [[1.0, 0.5]])
+
+
+def test_a_bounded_epoch_samples_all_windows_afresh_not_the_first_rows(tmp_path) -> None:
+    """One file of 4,000 windows, epochs of ~1/4 of them: each epoch is about a quarter, drawn from the whole
+    file (not its first rows), and different epochs draw different windows."""
+    import pyarrow as pa
+
+    n = 4000
+    windows = pa.table(
+        {
+            "input_tokens": pa.array([[i, i] for i in range(n)], pa.list_(pa.int32())),
+            "target_token": pa.array(np.arange(n), pa.int32()),
+        }
+    )
+    path = tmp_path / "w.parquet"
+    pq.write_table(windows, path)
+    data = WindowBatches([str(path)], batch_size=64, seed=3, fraction=0.25)
+    seen = []
+    for epoch in range(2):
+        data.epoch = epoch
+        seen.append(np.concatenate([t.numpy() for _, t in data]))
+    for targets in seen:
+        assert 0.2 * n < len(targets) < 0.3 * n and len(set(targets)) == len(targets)
+        assert targets.max() > 0.9 * n and targets.min() < 0.1 * n  # from the whole file
+    assert len(set(seen[0]) & set(seen[1])) < 0.5 * len(seen[0])  # a fresh draw each epoch

@@ -10,6 +10,7 @@ it with DDP.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ class WindowBatches(IterableDataset):
 
     Files are split between DataLoader workers and between distributed ranks (``shard``/``shards``); every
     epoch reshuffles file order and rows within each record batch, seeded by (seed, epoch, shard, worker).
+    ``fraction`` < 1 keeps that share of every record batch (rounded up), drawn afresh every epoch, so a
+    bounded epoch is a sample of all the windows: reading only the first rows of the shuffled files would train on the
+    same few files (the same windows, when they are all in one file) epoch after epoch.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class WindowBatches(IterableDataset):
         shard: int = 0,
         shards: int = 1,
         read_rows: int = 16384,
+        fraction: float = 1.0,
     ) -> None:
         super().__init__()
         self.files = files
@@ -64,6 +69,7 @@ class WindowBatches(IterableDataset):
         self.shard = shard
         self.shards = shards
         self.read_rows = read_rows
+        self.fraction = fraction
         self.epoch = 0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -84,6 +90,9 @@ class WindowBatches(IterableDataset):
                 tokens = flat.reshape(n_rows, -1).astype(np.int64)  # fixed-length windows
                 targets = batch.column(1).to_numpy(zero_copy_only=False).astype(np.int64)
                 rows = rng.permutation(n_rows) if self.shuffle else np.arange(n_rows)
+                if self.fraction < 1.0:  # a fresh random share of every record batch, rounded up
+                    keep = rng.permutation(n_rows)[: math.ceil(self.fraction * n_rows)]
+                    rows = keep if self.shuffle else np.sort(keep)
                 for start in range(0, n_rows, self.batch_size):
                     idx = rows[start : start + self.batch_size]
                     yield torch.from_numpy(tokens[idx]), torch.from_numpy(targets[idx])
@@ -198,7 +207,10 @@ def train_taste_rnn(
     model = TasteRNN(_spec(cfg, table.shape[1], model_version, len(vectors)))
     trained: nn.Module = nn.parallel.DistributedDataParallel(model) if distributed else model
     optimiser = torch.optim.Adam(trained.parameters(), lr=cfg.rnn_lr)
-    train_data = WindowBatches(parquet_files(train_path), cfg.batch_size, cfg.seed, shard=rank, shards=world)
+    train_files = parquet_files(train_path)
+    total = sum(pq.ParquetFile(f).metadata.num_rows for f in train_files) if cfg.max_windows_per_epoch else 0
+    fraction = min(1.0, cfg.max_windows_per_epoch / total) if total else 1.0
+    train_data = WindowBatches(train_files, cfg.batch_size, cfg.seed, shard=rank, shards=world, fraction=fraction)
     val_loader = None
     if val_path is not None:
         val_data = WindowBatches(parquet_files(val_path), 4096, cfg.seed, shuffle=False)
@@ -219,6 +231,8 @@ def train_taste_rnn(
         uneven = trained.join() if isinstance(trained, nn.parallel.DistributedDataParallel) else nullcontext()
         with uneven:
             for tokens, targets in DataLoader(train_data, batch_size=None, num_workers=workers):
+                if limit and count + len(targets) > limit:  # the bound is exact: cut the last batch
+                    tokens, targets = tokens[: limit - count], targets[: limit - count]
                 loss = _batch_loss(model, trained, table, tokens, targets, cfg.softmax_samples, sampler)
                 optimiser.zero_grad()
                 loss.backward()
