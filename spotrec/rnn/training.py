@@ -93,7 +93,7 @@ class WindowBatches(IterableDataset):
                 if self.fraction < 1.0:  # a fresh random share of every record batch, rounded up
                     keep = rng.permutation(n_rows)[: math.ceil(self.fraction * n_rows)]
                     rows = keep if self.shuffle else np.sort(keep)
-                for start in range(0, n_rows, self.batch_size):
+                for start in range(0, len(rows), self.batch_size):
                     idx = rows[start : start + self.batch_size]
                     yield torch.from_numpy(tokens[idx]), torch.from_numpy(targets[idx])
 
