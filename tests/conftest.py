@@ -31,7 +31,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
         master="local[2]",
         app_name="spotrec-tests",
         shuffle_partitions=2,
-        driver_memory="2g",
+        driver_memory="3g",  # one session runs the whole suite: at 2g it once ran out of heap
         conf={
             "spark.ui.enabled": "false",
             "spark.ui.showConsoleProgress": "false",

@@ -76,6 +76,10 @@ def evaluate_weekly(
     ]
     tracks = storage.read(TRACKS) if storage.exists(TRACKS) else None
     results = evaluate(recommenders, train, relevant, k=k, n=k, tracks=tracks)
+    for recommender in recommenders:  # the step's own models: free their cached factors (the CG solver's)
+        release = getattr(recommender, "unpersist", None)
+        if release is not None:
+            release()
     storage.append(MODEL_METRICS, results_frame(spark, results, run_id=run_id, dataset=dataset))
     say(f"[evaluate] Discover Weekly, {split}, k={k}")
     say(format_table(results))

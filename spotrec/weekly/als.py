@@ -336,6 +336,9 @@ def tune(
                 metrics = {name: float(v) for name, v in score(recs, relevant, k).items()}
             finally:
                 recs.unpersist()
+                release = getattr(rec, "unpersist", None)  # a trial's model is not reused: free its caches
+                if release is not None:
+                    release()
             trials.append(
                 Trial(
                     trial_cfg.rank,

@@ -621,10 +621,10 @@ class CgRecommender:
         for it in range(1, cfg.max_iter + 1):
             y, track_ids = _solve_dense(packed, 1, xb, yb, self._sizes["tracks"], cfg)
             if yb is not None:
-                yb.unpersist()
+                yb.destroy()  # no frame reads a replaced matrix: free the driver's copy too
             yb = _share(sc, y)
             x, _ = _solve_dense(packed, 0, yb, xb, self._sizes["users"], cfg)
-            xb.unpersist()
+            xb.destroy()
             xb = _share(sc, x)
             self.shipped += ["broadcast", "broadcast"]
             self._final = {"users": (user_ids, xb), "tracks": (track_ids, yb)}
@@ -701,7 +701,7 @@ class CgRecommender:
         if self._packed is not None:
             self._packed.unpersist()
         for _, bc in self._final.values():
-            bc.unpersist()
+            bc.destroy()
         self._user_state = self._track_state = self._packed = None
         self._final = {}
 
