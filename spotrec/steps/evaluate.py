@@ -20,7 +20,7 @@ from spotrec.features.interactions import build_interactions, with_indexes
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
 from spotrec.tables import INTERACTIONS, MODEL_METRICS, SILVER_EVENTS, TRACK_INDEX, TRACKS, USER_INDEX
-from spotrec.weekly.als import make_recommender
+from spotrec.weekly.als import make_recommender, release
 
 DATASET = "last-week"
 
@@ -76,10 +76,8 @@ def evaluate_weekly(
     ]
     tracks = storage.read(TRACKS) if storage.exists(TRACKS) else None
     results = evaluate(recommenders, train, relevant, k=k, n=k, tracks=tracks)
-    for recommender in recommenders:  # the step's own models: free their cached factors (the CG solver's)
-        release = getattr(recommender, "unpersist", None)
-        if release is not None:
-            release()
+    for recommender in recommenders:  # the step's own models
+        release(recommender)
     storage.append(MODEL_METRICS, results_frame(spark, results, run_id=run_id, dataset=dataset))
     say(f"[evaluate] Discover Weekly, {split}, k={k}")
     say(format_table(results))

@@ -242,6 +242,14 @@ def recommend_from_factors(
     return top.join(user_map, C.USER_IDX).join(track_map, C.TRACK_IDX).select(C.USER_ID, C.TRACK_ID, C.RANK, C.SCORE)
 
 
+def release(model: object) -> None:
+    """Free a fitted model's cached data where it holds any (the CG solver's packed chunks and broadcast
+    factors); for a model its caller will not use again."""
+    unpersist = getattr(model, "unpersist", None)
+    if unpersist is not None:
+        unpersist()
+
+
 def make_recommender(
     cfg: WeeklyConfig,
     checkpoint_dir: str | None = None,
@@ -336,9 +344,7 @@ def tune(
                 metrics = {name: float(v) for name, v in score(recs, relevant, k).items()}
             finally:
                 recs.unpersist()
-                release = getattr(rec, "unpersist", None)  # a trial's model is not reused: free its caches
-                if release is not None:
-                    release()
+                release(rec)  # a trial's model is not reused
             trials.append(
                 Trial(
                     trial_cfg.rank,

@@ -479,10 +479,19 @@ def _pack(ratings: DataFrame, num_blocks: int) -> RDD[_Block]:
 
 
 def _sizes(packed: RDD[_Block]) -> tuple[dict[str, int], dict[str, int]]:
-    """Rows per side (largest id + 1) and ids held per side, from one (side, top id, ids) triple per chunk:
-    the action that fills the chunks' cache."""
+    """Rows per side (largest id + 1) and ids held per side, from one (side, top id, ids) summary per
+    partition (``2 * num_blocks`` rows reach the driver, whatever the data's size): the action that fills
+    the chunks' cache."""
+
+    def summary(blocks: Iterable[_Block]) -> Iterator[tuple[int, int, int]]:
+        side, top, count = -1, -1, 0
+        for block in blocks:
+            side, top, count = block[0], max(top, int(block[3].max())), count + len(block[3])
+        if side >= 0:
+            yield side, top, count
+
     sizes, held = {"users": 0, "tracks": 0}, {"users": 0, "tracks": 0}
-    for side, top, count in packed.map(lambda b: (b[0], int(b[3].max()), len(b[3]))).collect():
+    for side, top, count in packed.mapPartitions(summary).collect():
         name = "tracks" if side else "users"
         sizes[name] = max(sizes[name], top + 1)
         held[name] += count
