@@ -51,6 +51,15 @@ PLAYLIST_ID = "playlist_id"
 PLAYLIST_NAME = "playlist_name"
 POSITION = "position"
 
+# Exploration log (silver.exploration_sessions): one row per play of a shuffled candidate-pool session
+EXPLORATION_CONTEXT = "exploration"
+"""``context_type`` of the exploration log's sessions (a candidate pool served in random order)."""
+COMPLETION = "completion"
+LABEL_COMPLETED = "label_completed"
+LABEL_SKIPPED = "label_skipped"
+LABEL_LISTENED = "label_listened"
+LABEL_ENDED = "label_ended"
+
 # Pre-aggregated counts (silver.play_counts)
 PLAY_COUNT = "play_count"
 

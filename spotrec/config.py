@@ -197,6 +197,15 @@ class GenerateConfig(_Section):
     patience_weight: float = 0.0
     """Long-term listener (0 = off): quit log-odds removed per unit of session satisfaction, so sessions of
     loved tracks last longer and sessions of unloved ones end sooner."""
+    exploration_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of sessions that are the exploration log (context type ``exploration``): a pool of candidate
+    tracks played in random order, so the user model sees responses that do not depend on the listener's
+    own ordering (Tomasi et al. train on such shuffled sessions). 0 = none (the world before it)."""
+    exploration_pool: int = Field(default=30, ge=2)
+    """Candidates in an exploration session's pool: half drawn from the user's taste (the recommender's
+    picks), half uniformly from the catalogue, as ``spotrec rl`` draws its pools."""
+    exploration_tracks: int = Field(default=10, ge=1)
+    """Tracks an exploration session plays at most (the RL playlist length); quits end it sooner."""
 
 
 SourceKind = Literal["events", "tracks", "playlists", "play_counts"]

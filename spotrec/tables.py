@@ -181,6 +181,36 @@ PLAYLISTS = TableSpec(
     description="User-made playlists: one row per (playlist, position), in playlist order.",
 )
 
+EXPLORATION_SESSIONS = TableSpec(
+    "silver",
+    "exploration_sessions",
+    _schema(
+        (C.USER_ID, S, False),
+        (C.SESSION_ID, S, False),
+        (C.POSITION, I, False),
+        (C.TS, TS, True),
+        (C.TRACK_ID, S, False),
+        (C.COMPLETION, D, True),
+        (C.LABEL_COMPLETED, I, False),
+        (C.LABEL_SKIPPED, I, False),
+        (C.LABEL_LISTENED, I, False),
+        (C.LABEL_ENDED, I, False),
+    ),
+    keys=(C.USER_ID, C.SESSION_ID, C.POSITION),
+    produced_by="rl",
+    description="The exploration log: every play of a session whose tracks were a candidate pool served in "
+    "random order (context_type 'exploration'), with the user model's labels. Rebuilt from "
+    "silver.listen_events by each rl run; empty when the input has no such sessions.",
+    column_docs={
+        C.POSITION: "1-based slot in the session.",
+        C.COMPLETION: "ms_played / track duration, capped at 1 (null when the length is unknown).",
+        C.LABEL_COMPLETED: "1 when the play reached rl.completion_fraction of the track (or was not skipped).",
+        C.LABEL_SKIPPED: "The event's skipped flag (else: played no longer than rl.listen_threshold_s).",
+        C.LABEL_LISTENED: "1 when played longer than rl.listen_threshold_s seconds.",
+        C.LABEL_ENDED: "1 on the session's last play (the termination head's label).",
+    },
+)
+
 PLAY_COUNTS = TableSpec(
     "silver",
     "play_counts",
@@ -491,6 +521,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUARANTINE,
     TRACKS,
     PLAYLISTS,
+    EXPLORATION_SESSIONS,
     PLAY_COUNTS,
     USER_INDEX,
     TRACK_INDEX,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from pyspark.sql import SparkSession
@@ -18,7 +19,7 @@ from spotrec.config import Config, RlConfig
 from spotrec.rl.agent import TrainedAgent, load_policy, save_policy, train_agent
 from spotrec.rl.dqn import ReplayBuffer, linear_schedule, td_targets
 from spotrec.rl.env import LearnedResponse, PlaylistEnv, SessionSpec, TableResponse, expected_reward
-from spotrec.rl.evaluate import compare_policies, comparison_table, mean_ci, run_sessions
+from spotrec.rl.evaluate import compare_policies, comparison_table, mean_ci, run_sessions, sim_to_real
 from spotrec.rl.features import FeatureLayout
 from spotrec.rl.policies import (
     DQNPolicy,
@@ -412,6 +413,21 @@ def test_comparison_table_lists_policies_best_first() -> None:
     true_cells = ["-1.00", "[-1.00,", "-1.00]", "1.000", "2.00"]
     assert lines[2].split() == ["als_score", *learned_cells, *true_cells]
     assert lines[3].split()[:2] == ["popularity", "-1.00"]
+
+
+def test_sim_to_real_rank_correlation_and_optimism() -> None:
+    rows = [
+        {"policy": p, "world": w, "metric": "session_reward", "mean": m}
+        for p, sim, real in (("a", 3.0, 1.0), ("b", 2.0, 2.0), ("c", 1.0, 0.5), ("d", 0.0, -1.0))
+        for w, m in (("sim", sim), ("real", real))
+    ]
+    evaluation = pd.DataFrame(rows)
+    rho, gap = sim_to_real(evaluation, "sim", "real")
+    # Ranks sim (4, 3, 2, 1) vs real (3, 4, 2, 1): 1 - 6 * (1 + 1) / (4 * 15) = 0.8.
+    assert rho == pytest.approx(0.8)
+    assert gap == pytest.approx((2.0 + 0.0 + 0.5 + 1.0) / 4)
+    assert sim_to_real(evaluation[evaluation["policy"] != "d"].iloc[:4], "sim", "real") is None  # 2 policies
+    assert sim_to_real(evaluation, "sim", "absent") is None
 
 
 # --- the Spark step: pools, playlists on executors, tables ------------------------------------------

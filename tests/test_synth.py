@@ -219,7 +219,7 @@ def test_events_are_internally_consistent(frames) -> None:
     events, _ = frames
     ev = _valid(events)
     assert len(ev) > 1000
-    assert set(ev[C.CONTEXT_TYPE]) == {"playlist", "album", "radio", "search"}
+    assert set(ev[C.CONTEXT_TYPE]) == {"playlist", "album", "radio", "search", C.EXPLORATION_CONTEXT}
     assert (ev[C.MS_PLAYED] <= ev[C.TRACK_DURATION_MS]).all()
     assert (ev.loc[ev[C.SKIPPED], C.MS_PLAYED] < 30_000).all()
     assert ((ev[C.REASON_END] == "trackdone") == (ev[C.MS_PLAYED] == ev[C.TRACK_DURATION_MS])).all()
@@ -373,12 +373,33 @@ def _world_events(**long_term: float) -> pd.DataFrame:
 
 
 def test_the_control_world_is_todays_world_and_long_term_sessions_differ() -> None:
-    control = _world_events()
-    explicit_off = _world_events(coherence_weight=0.0, artist_fatigue_weight=0.0, patience_weight=0.0)
+    # Without the exploration log (share 0) the world is the one measured before the log existed.
+    control = _world_events(exploration_share=0.0)
+    explicit_off = _world_events(
+        coherence_weight=0.0, artist_fatigue_weight=0.0, patience_weight=0.0, exploration_share=0.0
+    )
     pd.testing.assert_frame_equal(control, explicit_off)
     # Frozen fingerprint of the default tiny world (changes only if the default listener changes).
     assert (len(control), int(control[C.SKIPPED].sum()), int(control[C.MS_PLAYED].sum() % 1_000_003)) == (
         CONTROL_FINGERPRINT
     )
-    fatigued = _world_events(artist_fatigue_weight=0.6)
+    fatigued = _world_events(artist_fatigue_weight=0.6, exploration_share=0.0)
     assert fatigued[C.SKIPPED].mean() > control[C.SKIPPED].mean() + 0.05
+
+
+def test_exploration_sessions_are_shuffled_candidate_pools() -> None:
+    events = _world_events(exploration_share=0.3, exploration_pool=10, exploration_tracks=6)
+    sessions = events.groupby(C.SESSION_ID)[C.CONTEXT_TYPE].first()
+    share = float((sessions == C.EXPLORATION_CONTEXT).mean())
+    assert 0.2 < share < 0.4  # the configured share of sessions (30 users, a few hundred sessions)
+    explore = events[events[C.CONTEXT_TYPE] == C.EXPLORATION_CONTEXT]
+    assert explore[C.SHUFFLE].all() and (explore[C.CONTEXT_ID] == C.EXPLORATION_CONTEXT).all()
+    for _, s in explore.groupby(C.SESSION_ID):
+        assert len(s) <= 6 and s[C.TRACK_ID].is_unique  # at most exploration_tracks, drawn without replacement
+    # Half of each pool comes from the user's taste, half uniformly: exploration plays are skipped more
+    # than organic ones, but far less than the catalogue at random would be.
+    organic = events[events[C.CONTEXT_TYPE] != C.EXPLORATION_CONTEXT]
+    assert explore[C.SKIPPED].mean() > organic[C.SKIPPED].mean()
+    # No exploration share, no exploration sessions; the organic sessions' draws are unchanged by the log's
+    # existence only at share 0 (the share is taken out of the organic contexts' chances).
+    assert C.EXPLORATION_CONTEXT not in set(_world_events(exploration_share=0.0)[C.CONTEXT_TYPE])

@@ -12,6 +12,7 @@ import pytest
 import torch
 from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from spotrec.config import RlConfig
@@ -21,6 +22,7 @@ from spotrec.rl.features import (
     USER_COLUMNS,
     FeatureLayout,
     current_user_context,
+    exploration_log,
     labelled_plays,
     pack_features,
     training_rows,
@@ -39,7 +41,7 @@ from spotrec.rl.user_model import (
     track_rate_baseline,
     train_user_model,
 )
-from spotrec.tables import SILVER_EVENTS, TRACKS
+from spotrec.tables import EXPLORATION_SESSIONS, SILVER_EVENTS, TRACKS
 
 # Executors must run this interpreter (it has pandas / torch), whatever `python3` is on PATH.
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -103,6 +105,31 @@ def test_labelled_plays_labels_sessions_and_fallbacks(spark: SparkSession) -> No
         schema,
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=False)
+
+
+def test_exploration_log_keeps_the_shuffled_sessions_with_their_end(spark: SparkSession) -> None:
+    cfg = RlConfig(listen_threshold_s=30.0, completion_fraction=0.9)
+    plays = [
+        ("u1", "a", 0, 200_000, 200_000, False, "x1", 0, "exploration"),
+        ("u1", "b", 4, 10_000, 200_000, True, "x1", 1, "exploration"),  # last play of x1: the end
+        ("u1", "b", 9, 200_000, 200_000, False, "s1", 0, "playlist"),  # organic: not in the log
+        ("u2", "a", 9, 50_000, 200_000, False, "x2", 0, "exploration"),
+    ]
+    events = _events(spark, [p[:8] for p in plays])  # the helper leaves context_type null
+    events = events.withColumn("context_type", F.when(F.col("session_id") == "s1", "playlist").otherwise("exploration"))
+    tracks = _tracks(spark, [("a", 200_000, 0.1, 0.2, 0.3, 0.4, 120.0), ("b", 200_000, 0.1, 0.2, 0.3, 0.4, 90.0)])
+    got = exploration_log(events, tracks, cfg).drop("ts")
+    expected = spark.createDataFrame(
+        [
+            ("u1", "x1", 1, "a", 1.0, 1, 0, 1, 0),
+            ("u1", "x1", 2, "b", 0.05, 0, 1, 0, 1),
+            ("u2", "x2", 1, "a", 0.25, 0, 0, 1, 1),
+        ],
+        "user_id string, session_id string, position int, track_id string, completion double, "
+        "label_completed int, label_skipped int, label_listened int, label_ended int",
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
+    assert got.columns == [c for c in EXPLORATION_SESSIONS.schema.fieldNames() if c != "ts"]
 
 
 def test_training_rows_use_only_earlier_sessions(spark: SparkSession) -> None:

@@ -100,6 +100,20 @@ def compare_policies(
     return pd.concat(frames, ignore_index=True)
 
 
+def sim_to_real(evaluation: pd.DataFrame, sim: str, real: str) -> tuple[float, float] | None:
+    """How well the simulator ``sim`` ranks the policies as ``real`` does: the Spearman rank correlation of
+    the policies' mean session rewards in the two worlds, and the mean of (sim - real) reward over the
+    policies (how optimistic the simulator is). None with fewer than three policies in both."""
+    reward = evaluation[evaluation["metric"] == "session_reward"].pivot(index="policy", columns="world", values="mean")
+    if sim not in reward or real not in reward:
+        return None
+    both = reward[[sim, real]].dropna()
+    if len(both) < 3:
+        return None
+    rho = float(both[sim].rank().corr(both[real].rank()))
+    return rho, float((both[sim] - both[real]).mean())
+
+
 def comparison_table(evaluation: pd.DataFrame) -> str:
     """:func:`compare_policies` output as aligned text: one row per policy, per world the mean session reward
     with its 95% interval, the skip rate and the session length; best session reward first (first world).
@@ -121,4 +135,9 @@ def comparison_table(evaluation: pd.DataFrame) -> str:
             length = by.loc[(policy, w, "session_length"), "mean"]
             cells.append(f"  {reward:>28} {skip:6.3f} {length:6.2f}")
         lines.append(f"{policy:20}" + "".join(cells))
+    if len(worlds) > 1 and (check := sim_to_real(evaluation, worlds[0], worlds[1])) is not None:
+        lines.append(
+            f"sim-to-real: Spearman rank correlation of the policies' rewards {check[0]:.3f} "
+            f"({worlds[0]} vs {worlds[1]}), mean {worlds[0]} - {worlds[1]} reward {check[1]:+.2f}"
+        )
     return "\n".join(lines)

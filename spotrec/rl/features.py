@@ -38,11 +38,11 @@ SESSION_START = "session_start"
 USER_FEATURES = "user_features"
 TRACK_FEATURES = "track_features"
 CONTEXT_FEATURES = "context_features"
-LABEL_COMPLETED = "label_completed"
-LABEL_SKIPPED = "label_skipped"
-LABEL_LISTENED = "label_listened"
+LABEL_COMPLETED = C.LABEL_COMPLETED
+LABEL_SKIPPED = C.LABEL_SKIPPED
+LABEL_LISTENED = C.LABEL_LISTENED
 LABELS = (LABEL_COMPLETED, LABEL_SKIPPED, LABEL_LISTENED)
-LABEL_ENDED = "label_ended"
+LABEL_ENDED = C.LABEL_ENDED
 """1 on a session's last play (the learned termination head's label; not one of the three response heads)."""
 SPLIT = "split"
 VECTOR = "vector"
@@ -158,11 +158,29 @@ def labelled_plays(events: DataFrame, tracks: DataFrame, cfg: RlConfig) -> DataF
         F.row_number().over(in_session).cast("int").alias(C.POSITION),
         C.TS,
         C.TRACK_ID,
-        completion.alias("completion"),
+        completion.alias(C.COMPLETION),
         completed.cast("int").alias(LABEL_COMPLETED),
         skipped.cast("int").alias(LABEL_SKIPPED),
         listened.cast("int").alias(LABEL_LISTENED),
     )
+
+
+def exploration_log(events: DataFrame, tracks: DataFrame, cfg: RlConfig) -> DataFrame:
+    """The plays of the exploration log's sessions (``context_type`` :data:`~spotrec.columns.EXPLORATION_CONTEXT`:
+    a candidate pool served in random order), labelled as the user model sees them, with ``label_ended``
+    on each session's last play.
+
+    In these sessions the order of the tracks does not depend on the listener's own choices, so the
+    responses to a track after another (coherence, fatigue, the end of a session) are identifiable there;
+    organic sessions mix them with why the listener picked that order.
+
+    Returns:
+        user_id, session_id, position, ts, track_id, completion, label_completed, label_skipped,
+        label_listened, label_ended.
+    """
+    plays = labelled_plays(events.where(F.col(C.CONTEXT_TYPE) == C.EXPLORATION_CONTEXT), tracks, cfg)
+    last_position = F.max(C.POSITION).over(Window.partitionBy(C.USER_ID, C.SESSION_ID))
+    return plays.withColumn(LABEL_ENDED, (F.col(C.POSITION) == last_position).cast("int"))
 
 
 # --- track features -------------------------------------------------------------------------------

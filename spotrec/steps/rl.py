@@ -1,6 +1,8 @@
 """``spotrec rl``: user model -> simulator -> AH-DQN -> evaluation -> playlists for every user (Tomasi et al. 2023).
 
-1. Training rows from ``silver.listen_events`` + ``silver.tracks`` (Spark), split by session.
+0. The exploration log's plays (shuffled candidate pools) into ``silver.exploration_sessions``.
+1. Training rows from ``silver.listen_events`` + ``silver.tracks`` (Spark; organic and exploration sessions),
+   split by session.
 2. The user model is trained on the driver, evaluated on held-out sessions against baselines (and, on the
    synthetic world, against the true probabilities) into ``gold.user_model_metrics``, and checkpointed.
 3. Candidate pools are drawn per user and session on executors; the AH-DQN trains in the learned simulator.
@@ -36,6 +38,7 @@ from spotrec.rl.features import (
     FeatureLayout,
     assign_split,
     current_user_context,
+    exploration_log,
     labelled_plays,
     pack_features,
     track_feature_columns,
@@ -69,6 +72,7 @@ from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
 from spotrec.tables import (
     DISCOVER_WEEKLY,
+    EXPLORATION_SESSIONS,
     MODEL_METRICS,
     RL_PLAYLISTS,
     SILVER_EVENTS,
@@ -178,6 +182,10 @@ def run_playlists(
     layout = FeatureLayout(user_vector_dim=dim, track_vector_dim=dim)
     log.info("user model inputs: %s", layout.to_dict())
 
+    # 0. the exploration log (shuffled candidate pools) as its own silver table; the user model trains on it
+    # together with the organic sessions
+    storage.overwrite(EXPLORATION_SESSIONS, exploration_log(events, tracks, rl))
+
     # 1-2. user model
     rows = training_rows(
         events,
@@ -274,6 +282,8 @@ def run_playlists(
     worlds: dict[str, ResponseModel] = {"learned_sim": response}
     if truth is not None:
         worlds["true_world"] = truth
+        # The ceiling of a myopic policy: greedy on the true listener (the session so far included).
+        policies.append(GreedyUserModelPolicy(truth, rl, name="oracle_true_listener"))
     evaluation = compare_policies(policies, worlds, eval_sessions, rl, layout)
     eval_rows: list[tuple[object, ...]] = [
         (
@@ -337,7 +347,9 @@ def run(ctx: StepContext) -> StepResult:
     absent = missing(ctx.storage, inputs)
     if absent:
         return skip(ctx, "rl", f"needs {', '.join(absent)} (listening events and the weekly step's output)")
-    with ctx.tracked("rl", inputs=inputs, outputs=[USER_MODEL_METRICS, RL_PLAYLISTS, MODEL_METRICS]) as run_id:
+    with ctx.tracked(
+        "rl", inputs=inputs, outputs=[EXPLORATION_SESSIONS, USER_MODEL_METRICS, RL_PLAYLISTS, MODEL_METRICS]
+    ) as run_id:
         r = run_playlists(
             ctx.spark, ctx.storage, ctx.cfg, ctx.cfg.rl, run_id, scores=discover_weekly_scores(ctx.storage)
         )

@@ -39,10 +39,12 @@ FAULT_KINDS: tuple[str, ...] = (
 FUTURE_START = dt.datetime(2099, 1, 1, tzinfo=dt.UTC)
 """A ``future_ts`` row is moved by a fixed offset that puts the start date on this day."""
 
-CONTEXT_TYPES: tuple[str, ...] = ("playlist", "album", "radio", "search")
-CONTEXT_PROBS = np.array([0.35, 0.20, 0.25, 0.20])
-SHUFFLE_PROBS = np.array([0.5, 0.1, 0.0, 0.0])
+CONTEXT_TYPES: tuple[str, ...] = ("playlist", "album", "radio", "search", C.EXPLORATION_CONTEXT)
+CONTEXT_PROBS = np.array([0.35, 0.20, 0.25, 0.20, 0.0])
+"""Organic context shares; the exploration share (``generate.exploration_share``) is taken out of them."""
+SHUFFLE_PROBS = np.array([0.5, 0.1, 0.0, 0.0, 1.0])
 """Chance that a session in each context plays its tracks shuffled."""
+EXPLORATION = CONTEXT_TYPES.index(C.EXPLORATION_CONTEXT)
 SEARCH_CONTINUE = 0.5
 """After a searched track, the listener plays more of that artist with this chance per track (geometric)."""
 FAVOURITE_SEARCH = 0.5
@@ -188,6 +190,9 @@ def _plan_session(
     """Which tracks a session would play if the listener never quit early."""
     shuffle = bool(rng.random() < SHUFFLE_PROBS[context])
     kind = CONTEXT_TYPES[context]
+    if kind == C.EXPLORATION_CONTEXT:  # the exploration log: a candidate pool in random order
+        pool = _exploration_pool(rng, prof, cat, cfg.exploration_pool)
+        return _SessionPlan(context, C.EXPLORATION_CONTEXT, True, rng.permutation(pool)[: cfg.exploration_tracks])
     if kind == "playlist":
         pl = playlists[int(rng.integers(0, len(playlists)))]
         seq = rng.permutation(pl.tracks) if shuffle else pl.tracks
@@ -220,6 +225,17 @@ def _plan_session(
         seq = seq.copy()
         seq[replace] = prof.favourites[rng.integers(0, len(prof.favourites), size=int(replace.sum()))]
     return _SessionPlan(context, context_id, False, seq)
+
+
+def _exploration_pool(rng: np.random.Generator, prof: UserProfile, cat: Catalogue, size: int) -> np.ndarray:
+    """Distinct candidates as ``spotrec rl`` draws a pool: half from the user's taste (standing in for the
+    recommender's picks), the rest uniformly from the catalogue."""
+    size = min(size, cat.n_tracks)
+    own = np.unique(_draw(rng, prof.cdf, size))[: size // 2]
+    rest = np.setdiff1d(rng.permutation(cat.n_tracks)[: 2 * size], own)[: size - len(own)]
+    if len(own) + len(rest) < size:  # a tiny catalogue: fill from the rest of it
+        rest = np.setdiff1d(np.arange(cat.n_tracks), own)[: size - len(own)]
+    return np.concatenate([own, rest])
 
 
 def _start_epoch_ms(cfg: GenerateConfig) -> int:
@@ -259,7 +275,8 @@ def user_events(
         + rng.integers(0, 3_600, size=n)
     )
     start_s = np.sort(start_s)
-    probs = CONTEXT_PROBS.copy()
+    probs = CONTEXT_PROBS * (1.0 - cfg.exploration_share)
+    probs[EXPLORATION] = cfg.exploration_share
     if not playlists:
         probs[CONTEXT_TYPES.index("radio")] += probs[0]
         probs[0] = 0.0
@@ -331,7 +348,7 @@ def user_events(
     )
     prev_end = np.empty(len(rows_s), dtype=object)
     prev_end[1:] = ends[:-1]
-    first_start = np.array(["clickrow", "clickrow", "playbtn", "clickrow"], dtype=object)[contexts[rows_s]]
+    first_start = np.array(["clickrow", "clickrow", "playbtn", "clickrow", "playbtn"], dtype=object)[contexts[rows_s]]
     starts = np.where(rows_j == 0, first_start, prev_end)
     context_ids = np.array([p.context_id for p in plans], dtype=object)
     session_ids = np.array([f"{uid}-s{i:04d}" for i in range(n)], dtype=object)
