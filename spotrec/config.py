@@ -559,6 +559,11 @@ class RlConfig(_Section):
     """Adam learning rate of the Q network."""
     q_user_model_features: bool = True
     """Give the Q network the (frozen) user model's three predictions per candidate as extra inputs."""
+    q_session_features: bool = False
+    """With ``q_user_model_features``: also give each candidate's distances to the session's earlier tracks
+    (to the previous one, the nearest one, near-duplicates played) and the session's skip and completion
+    fractions (:class:`spotrec.rl.planning.SessionAgentFeatures`), so the agent can learn what coherence and
+    fatigue cost later in a session that the MLP user model does not see."""
     q_reward_prior: bool = True
     """With ``q_user_model_features``: Q = the user model's expected immediate reward + a learned residual
     that starts at zero, so training starts from the greedy-on-user-model policy and learns the long-term

@@ -27,6 +27,7 @@ from spotrec.rl.policies import (
     PopularityPolicy,
     RandomPolicy,
     ScorePolicy,
+    plan_playlist,
 )
 from spotrec.rl.pools import candidate_pools, session_spec
 from spotrec.rl.q_network import MASKED_Q, QNetwork, expected_reward_torch, greedy_action, obs_tensors, q_network
@@ -259,6 +260,48 @@ def test_reward_prior_q_starts_as_greedy_on_the_user_model(tmp_path) -> None:
     loaded, _ = load_policy(save_policy(agent, um, tmp_path / "policy"))
     assert loaded.q.reward_prior is not None
     np.testing.assert_allclose(loaded.q(*obs_tensors(obs)[:3])[0].detach().numpy(), got, rtol=1e-6)
+
+
+def test_session_features_see_the_session_so_far_and_survive_the_checkpoint(tmp_path) -> None:
+    """The agent's session features: the MLP's predictions plus each candidate's distances to the plays so
+    far (hand-computed on two directions of the centred track features) and the session's skip / completion
+    fractions; a checkpoint rebuilds them, and the planned playlist is the same before and after."""
+    from spotrec.rl.env import History, SessionState
+    from spotrec.rl.planning import SESSION_PREDICTION_COLUMNS, SessionAgentFeatures
+
+    torch.manual_seed(0)
+    cfg = RlConfig(pool_size=4, playlist_length=3, user_model_hidden=[4], q_hidden=[8])
+    um = LearnedUserModel(net=UserModelNet(LAYOUT, cfg.user_model_hidden), layout=LAYOUT, cfg=cfg)
+    # Two tracks along (1, 0) and two along (0, 1) around the training mean (0.5, 0.5).
+    feats = np.array([[1.5, 0.5], [1.0, 0.5], [0.5, 1.5], [0.5, 2.5]])
+    features = SessionAgentFeatures.fit(um, LAYOUT, np.array([[0.0, 0.0], [1.0, 1.0]]))
+    np.testing.assert_allclose(features.centre, [0.5, 0.5])
+    spec = SessionSpec(user_id="u1", user_features=np.zeros(1), track_ids=np.array(list("abcd")), track_features=feats)
+    played = History(played=(0,), skipped=(True,), outcomes=(2,))  # a, skipped
+    state = SessionState(
+        spec, position=2, consecutive_skips=1, available=np.array([False, True, True, True]), history=played
+    )
+    preds, state_features = features({"mask": state.available}, state)
+    assert preds.shape == (4, len(SESSION_PREDICTION_COLUMNS))
+    assert not preds[0].any()  # played: no features
+    probs = LearnedResponse(um).probabilities(spec, np.array([1, 2, 3]), 2, 1)
+    np.testing.assert_allclose(
+        preds[1:, :3], np.column_stack([probs.p_complete, probs.p_skip, probs.p_listen]), rtol=1e-6
+    )
+    # b points the way a does (distance 0: a near-duplicate); c and d are orthogonal to it (distance 1).
+    np.testing.assert_allclose(preds[1:, 3:], [[0.0, 0.0, 0.2], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(state_features, [1.0, 0.0])  # one play, skipped
+
+    env = PlaylistEnv([spec], LearnedResponse(um), cfg, LAYOUT)
+    agent = train_agent(
+        env, cfg.model_copy(update={"episodes": 3, "learning_starts": 1, "batch_size": 2}), features=features
+    )
+    before = plan_playlist(agent.q, um, spec, cfg, agent.features)
+    loaded, loaded_um = load_policy(save_policy(agent, um, tmp_path / "policy"))
+    assert isinstance(loaded.features, SessionAgentFeatures)
+    after = plan_playlist(loaded.q, loaded_um, spec, cfg, loaded.features)
+    assert [t.index for t in before] == [t.index for t in after] and len(before) == 3
+    np.testing.assert_allclose([t.q_value for t in before], [t.q_value for t in after], rtol=1e-5)
 
 
 def test_checkpoints_from_before_the_prior_still_load(tmp_path) -> None:

@@ -26,7 +26,7 @@ from spotrec.config import RlConfig
 from spotrec.rl.dqn import ReplayBuffer, linear_schedule, td_targets
 from spotrec.rl.env import PlaylistEnv
 from spotrec.rl.features import FeatureLayout
-from spotrec.rl.planning import AgentFeatures, augment
+from spotrec.rl.planning import AgentFeatures, SessionAgentFeatures, augment
 from spotrec.rl.q_network import QNetwork, greedy_action, obs_tensors, q_network
 from spotrec.rl.user_model import (
     LearnedUserModel,
@@ -50,6 +50,8 @@ class TrainedAgent:
     history: list[dict[str, float]] = field(default_factory=list)
     """Per episode: episode, return, length, epsilon, loss (mean over the episode's updates), q_mean, and
     the seconds since training started (what ``benchmarks/rl_bench.py --policy`` reads)."""
+    features: AgentFeatures | None = None
+    """The agent's own features it was trained with (a checkpoint stores the ones with a ``spec()``)."""
 
 
 def train_agent(
@@ -182,12 +184,21 @@ def train_agent(
         if on_episode_end is not None and on_episode_end(episode + 1, q):
             log.info("ah_dqn stopped by callback after %d episodes", episode + 1)
             break
-    agent = TrainedAgent(q=q, layout=layout, cfg=cfg, history=history)
+    agent = TrainedAgent(q=q, layout=layout, cfg=cfg, history=history, features=features)
     agent.version = model_version(q, layout, cfg, prefix="ahdqn")
     return agent
 
 
 # --- checkpoints ----------------------------------------------------------------------------------
+
+
+def _features_spec(features: AgentFeatures | None) -> dict[str, Any] | None:
+    if features is None:
+        return None
+    spec = getattr(features, "spec", None)
+    if spec is None:
+        raise ValueError(f"{type(features).__name__} cannot be checkpointed (no spec()): playlists need it")
+    return dict(spec())
 
 
 def save_policy(agent: TrainedAgent, user_model: LearnedUserModel | None, directory: str | Path) -> Path:
@@ -207,6 +218,7 @@ def save_policy(agent: TrainedAgent, user_model: LearnedUserModel | None, direct
         "q_uses_user_model": agent.q.user_model is not None,
         "history": agent.history,
         "user_model": None if user_model is None else user_model_payload(user_model),
+        "agent_features": _features_spec(agent.features),
     }
     torch.save(payload, path)
     (directory / "LATEST").write_text(agent.version + "\n")
@@ -228,10 +240,19 @@ def load_policy(path: str | Path) -> tuple[TrainedAgent, LearnedUserModel | None
     # Checkpoints from before the reward prior and the dueling streams had neither: load them as trained.
     cfg = RlConfig.from_dict(LEGACY_Q_SETTINGS | payload["config"])
     termination = cfg.termination == "learned"
-    inner = UserModelNet(layout, cfg.user_model_hidden, termination) if payload.get("q_uses_user_model") else None
-    q = q_network(layout, cfg, inner)
+    um = None if payload["user_model"] is None else user_model_from_payload(payload["user_model"])
+    features = None
+    if payload.get("agent_features") is not None:
+        if um is None:
+            raise ValueError(f"{path}: the agent's session features need the user model, which is missing")
+        features = SessionAgentFeatures.from_spec(payload["agent_features"], um)
+        q = q_network(layout, cfg, None, n_predictions=features.n_predictions, with_end=features.quit_prior)
+    else:
+        inner = UserModelNet(layout, cfg.user_model_hidden, termination) if payload.get("q_uses_user_model") else None
+        q = q_network(layout, cfg, inner)
     q.load_state_dict(payload["q_state_dict"])
     q.eval()
-    agent = TrainedAgent(q=q, layout=layout, cfg=cfg, version=payload["version"], history=payload["history"])
-    um = None if payload["user_model"] is None else user_model_from_payload(payload["user_model"])
+    agent = TrainedAgent(
+        q=q, layout=layout, cfg=cfg, version=payload["version"], history=payload["history"], features=features
+    )
     return agent, um

@@ -17,13 +17,20 @@ agent evaluated against the true listener sees exactly what it saw in the learne
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from spotrec.rl.env import SessionState, outcome_probabilities
+from spotrec.rl.env import LearnedResponse, SessionState, outcome_probabilities
 from spotrec.rl.features import FeatureLayout
-from spotrec.rl.sequential import SEQUENCE_FEATURES, SequentialResponse, SequentialUserModel
+from spotrec.rl.sequential import (
+    SEQUENCE_FEATURES,
+    SequentialResponse,
+    SequentialUserModel,
+    candidate_sequence_features,
+    similarity_columns,
+)
+from spotrec.rl.user_model import LearnedUserModel
 
 PREDICTION_COLUMNS = ("p_complete", "p_skip", "p_listen", "p_end", *SEQUENCE_FEATURES)
 """The per-candidate block of :class:`SequentialAgentFeatures` (the first three in the heads' order, which
@@ -99,3 +106,74 @@ class SequentialAgentFeatures:
         skipped = sum(o == 2 for o in history.outcomes) / n
         completed = sum(o == 0 for o in history.outcomes) / n
         return preds, np.concatenate([h, [skipped, completed]]).astype(np.float32)
+
+
+def _session_fractions(state: SessionState) -> np.ndarray:
+    outcomes = state.history.outcomes
+    n = max(len(outcomes), 1)
+    return np.array([sum(o == 2 for o in outcomes) / n, sum(o == 0 for o in outcomes) / n], np.float32)
+
+
+SESSION_PREDICTION_COLUMNS = ("p_complete", "p_skip", "p_listen", *SEQUENCE_FEATURES)
+"""The per-candidate block of :class:`SessionAgentFeatures` (the first three in the order of
+:data:`~spotrec.rl.user_model.HEADS`, which the Q network's reward prior reads)."""
+
+
+class SessionAgentFeatures:
+    """:class:`AgentFeatures` from the (non-sequential) MLP user model plus what the session so far says of
+    each candidate, computed from the pool's own track features.
+
+    Per candidate: the MLP's P(complete), P(skip), P(listen > X) at this position and skip run, and the three
+    sequence features of :func:`~spotrec.rl.sequential.candidate_sequence_features` (distance to the previous
+    track, smallest distance to any earlier one, near-duplicates played), on the ALS track factors when the
+    layout has them; per state the session's skip and completion fractions. The MLP cannot see coherence or
+    fatigue, but the action stream can learn from these columns what they cost later in the session. Every
+    input is the agent's own (user model, track features, its own plays), so the agent sees the same in the
+    learned simulator, against the true listener and when it plans playlists on executors.
+    """
+
+    n_predictions = len(SESSION_PREDICTION_COLUMNS)
+    quit_prior = False
+    state_columns = ("a_skip_fraction", "a_complete_fraction")
+
+    def __init__(self, model: LearnedUserModel, columns: np.ndarray, centre: np.ndarray) -> None:
+        self.model = model
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.centre = np.asarray(centre, dtype=np.float32)
+        self._response = LearnedResponse(model)
+
+    @classmethod
+    def fit(cls, model: LearnedUserModel, layout: FeatureLayout, train_tracks: np.ndarray) -> SessionAgentFeatures:
+        """Distances on :func:`~spotrec.rl.sequential.similarity_columns`, centred on the training rows' mean."""
+        columns = similarity_columns(layout)
+        centre = np.asarray(train_tracks, dtype=np.float32)[:, columns].mean(axis=0)
+        return cls(model, columns, centre)
+
+    def spec(self) -> dict[str, Any]:
+        """What a checkpoint stores to rebuild these features (with the user model it holds anyway)."""
+        return {"kind": "session", "columns": self.columns.tolist(), "centre": self.centre.tolist()}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], model: LearnedUserModel) -> SessionAgentFeatures:
+        if spec.get("kind") != "session":
+            raise ValueError(f"unknown agent features in the checkpoint: {spec.get('kind')!r}")
+        return cls(model, np.array(spec["columns"]), np.array(spec["centre"]))
+
+    def layout(self, env_layout: FeatureLayout) -> FeatureLayout:
+        return replace(env_layout, context=(*env_layout.context, *self.state_columns))
+
+    def __call__(self, obs: dict[str, np.ndarray], state: SessionState) -> tuple[np.ndarray, np.ndarray]:
+        session = state.session
+        width = len(obs["mask"]) if "mask" in obs else len(state.available)
+        preds = np.zeros((width, self.n_predictions), np.float32)
+        candidates = np.flatnonzero(state.available)
+        if len(candidates):
+            probs = self._response.probabilities(session, candidates, state.position, state.consecutive_skips)
+            seq = candidate_sequence_features(
+                session.track_features[list(state.history.played)],
+                session.track_features[candidates],
+                self.columns,
+                self.centre,
+            )
+            preds[candidates] = np.column_stack([probs.p_complete, probs.p_skip, probs.p_listen, seq])
+        return preds, _session_fractions(state)

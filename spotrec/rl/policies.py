@@ -20,6 +20,7 @@ import torch
 
 from spotrec.config import RlConfig
 from spotrec.rl.env import (
+    History,
     LearnedResponse,
     ResponseModel,
     SessionSpec,
@@ -133,13 +134,18 @@ class PlannedTrack:
 
 
 def plan_playlist(
-    q: QNetwork, user_model: LearnedUserModel | None, session: SessionSpec, cfg: RlConfig
+    q: QNetwork,
+    user_model: LearnedUserModel | None,
+    session: SessionSpec,
+    cfg: RlConfig,
+    features: AgentFeatures | None = None,
 ) -> list[PlannedTrack]:
     """The agent's playlist for ``session``: greedy on Q, slot by slot, without repeats.
 
-    Offline there is no listener to respond, so the session context advances along the user model's most
-    likely outcome: the skip run grows when an early skip is likelier than not (and stays 0 without a user
-    model). Stops at ``playlist_length`` or when the pool is used up.
+    Offline there is no listener to respond, so the session advances along the user model's most likely
+    outcome: the skip run grows when an early skip is likelier than not (and stays 0 without a user model),
+    and the agent's own ``features`` (those it was trained with) see that path as the session so far.
+    Stops at ``playlist_length`` or when the pool is used up.
     """
     n = len(session.track_ids)
     available = np.ones(n, dtype=bool)
@@ -149,16 +155,31 @@ def plan_playlist(
     response = LearnedResponse(user_model) if user_model is not None else None
     out: list[PlannedTrack] = []
     skips = 0
+    played: list[int] = []
+    outcomes: list[int] = []
     for position in range(1, min(cfg.playlist_length, n) + 1):
-        ctx = torch.as_tensor(context_vector(position, skips, cfg)).unsqueeze(0)
+        context = context_vector(position, skips, cfg)
+        probs_in = None
+        if features is not None:
+            history = History(tuple(played), tuple(o == 2 for o in outcomes), tuple(outcomes))
+            state = SessionState(session, position, skips, available.copy(), history)
+            preds, state_features = features({"mask": available}, state)
+            context = np.concatenate([context, state_features]).astype(np.float32)
+            probs_in = torch.from_numpy(preds).unsqueeze(0)
+        ctx = torch.as_tensor(context).unsqueeze(0)
         with torch.no_grad():
-            values = q.masked(user, ctx, pool, torch.as_tensor(available).unsqueeze(0))[0]
+            values = q.masked(user, ctx, pool, torch.as_tensor(available).unsqueeze(0), probs_in)[0]
         a = int(torch.argmax(values))
         p_skip = float("nan")
+        outcome = 0
         if response is not None:
             probs = response.probabilities(session, np.array([a]), position, skips)
             p_skip = float(probs.p_skip[0])
-            skips = skips + 1 if outcome_probabilities(probs)[0, 2] > 0.5 else 0
+            likely = outcome_probabilities(probs)[0]
+            outcome = 2 if likely[2] > 0.5 else int(np.argmax(likely[:2]))
+            skips = skips + 1 if outcome == 2 else 0
         out.append(PlannedTrack(index=a, q_value=float(values[a]), predicted_skip=p_skip))
         available[a] = False
+        played.append(a)
+        outcomes.append(outcome)
     return out

@@ -158,7 +158,9 @@ def playlist_generator(policy_file: str) -> Callable[[Iterator[pd.DataFrame]], I
             out = []
             for row in pdf.to_dict("records"):
                 spec = session_spec(row)
-                for pos, slot in enumerate(plan_playlist(agent.q, user_model, spec, agent.cfg), start=1):
+                for pos, slot in enumerate(
+                    plan_playlist(agent.q, user_model, spec, agent.cfg, agent.features), start=1
+                ):
                     out.append(
                         (
                             spec.user_id,

@@ -72,6 +72,23 @@ def similarity_columns(layout: FeatureLayout) -> np.ndarray:
     return np.array(keep or list(range(layout.track_dim)))
 
 
+def candidate_sequence_features(
+    played: np.ndarray, candidates: np.ndarray, columns: np.ndarray, centre: np.ndarray
+) -> np.ndarray:
+    """(n, 3) :data:`SEQUENCE_FEATURES` of ``candidates`` (n, dt) after the ``played`` (k, dt) tracks, on the
+    track-block ``columns`` centred on ``centre`` (zeros before the first play)."""
+    n = len(candidates)
+    if len(played) == 0:
+        return np.zeros((n, len(SEQUENCE_FEATURES)), np.float32)
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        x = np.asarray(a, dtype=np.float32)[:, columns] - centre
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
+
+    dist = 1.0 - unit(candidates) @ unit(played).T  # (n, k)
+    return np.column_stack([dist[:, -1], dist.min(axis=1), (dist < NEAR).sum(axis=1) / NEAR_CAP]).astype(np.float32)
+
+
 # --- data -----------------------------------------------------------------------------------------
 
 
@@ -268,18 +285,7 @@ class SequentialUserModel:
 
     def candidate_sequence_features(self, played: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """(n, 3) :data:`SEQUENCE_FEATURES` of ``candidates`` (n, dt) after the ``played`` (k, dt) tracks."""
-        n = len(candidates)
-        if len(played) == 0:
-            return np.zeros((n, len(SEQUENCE_FEATURES)), np.float32)
-        cols = self.net.columns.numpy()
-        centre = self.net.centre.numpy()
-
-        def unit(a: np.ndarray) -> np.ndarray:
-            x = np.asarray(a, dtype=np.float32)[:, cols] - centre
-            return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-6)
-
-        dist = 1.0 - unit(candidates) @ unit(played).T  # (n, k)
-        return np.column_stack([dist[:, -1], dist.min(axis=1), (dist < NEAR).sum(axis=1) / NEAR_CAP]).astype(np.float32)
+        return candidate_sequence_features(played, candidates, self.net.columns.numpy(), self.net.centre.numpy())
 
     @torch.no_grad()
     def probabilities(

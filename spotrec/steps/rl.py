@@ -44,6 +44,7 @@ from spotrec.rl.features import (
     track_feature_columns,
     training_rows,
 )
+from spotrec.rl.planning import SessionAgentFeatures
 from spotrec.rl.policies import (
     DQNPolicy,
     GreedyUserModelPolicy,
@@ -259,7 +260,11 @@ def run_playlists(
         candidate_pools(sample_users, catalogue, rl, [f"train-{i}" for i in range(4)], scores), context
     )
     env = PlaylistEnv(train_sessions, response, rl, layout)
-    agent = train_agent(env, rl, user_model=user_model if rl.q_user_model_features else None)
+    if rl.q_user_model_features and rl.q_session_features:
+        features = SessionAgentFeatures.fit(user_model, layout, data["train"].track)
+        agent = train_agent(env, rl, features=features)
+    else:
+        agent = train_agent(env, rl, user_model=user_model if rl.q_user_model_features else None)
     policy_path = save_policy(agent, user_model, artifacts / "policy")
 
     # 4. evaluation: same fresh sessions, every policy, learned and (when known) true world
@@ -278,7 +283,7 @@ def run_playlists(
     policies: list[Policy] = [RandomPolicy(), PopularityPolicy()]
     if scores is not None:
         policies.append(ScorePolicy())
-    policies += [GreedyUserModelPolicy(response, rl), DQNPolicy(agent.q)]
+    policies += [GreedyUserModelPolicy(response, rl), DQNPolicy(agent.q, features=agent.features)]
     worlds: dict[str, ResponseModel] = {"learned_sim": response}
     if truth is not None:
         worlds["true_world"] = truth
