@@ -321,7 +321,7 @@ class PolicyScorer(_PythonModel):
         for i, row in enumerate(model_input.to_dict("records")):
             pool = np.stack([np.asarray(f, dtype=np.float32) for f in row["candidate_features"]])
             spec = SessionSpec(str(i), np.asarray(row["user_features"], dtype=np.float32), np.arange(len(pool)), pool)
-            plan = plan_playlist(self.agent.q, self.user_model, spec, self.agent.cfg)
+            plan = plan_playlist(self.agent.q, self.user_model, spec, self.agent.cfg, self.agent.features)
             out[i, : len(plan)] = [slot.index for slot in plan]
         return out
 
