@@ -207,7 +207,8 @@ EXPLORATION_SESSIONS = TableSpec(
         C.LABEL_COMPLETED: "1 when the play reached rl.completion_fraction of the track (or was not skipped).",
         C.LABEL_SKIPPED: "The event's skipped flag (else: played no longer than rl.listen_threshold_s).",
         C.LABEL_LISTENED: "1 when played longer than rl.listen_threshold_s seconds.",
-        C.LABEL_ENDED: "1 on the session's last play (the termination head's label).",
+        C.LABEL_ENDED: "1 when the listener left after this play: the session's last play, unless it was the "
+        "last served track (context_id 'exploration:<n>'; then the list ran out: 0). The termination head's label.",
     },
 )
 

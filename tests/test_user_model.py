@@ -107,29 +107,52 @@ def test_labelled_plays_labels_sessions_and_fallbacks(spark: SparkSession) -> No
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True, ignore_column_order=False)
 
 
-def test_exploration_log_keeps_the_shuffled_sessions_with_their_end(spark: SparkSession) -> None:
-    cfg = RlConfig(listen_threshold_s=30.0, completion_fraction=0.9)
+def _exploration_events(spark: SparkSession):  # type: ignore[no-untyped-def]
+    """u1: exploration session x1 (2 of 2 served tracks played: censored), an organic session s1;
+    u2: exploration session x2 (1 of 3 served played: the listener left)."""
     plays = [
-        ("u1", "a", 0, 200_000, 200_000, False, "x1", 0, "exploration"),
-        ("u1", "b", 4, 10_000, 200_000, True, "x1", 1, "exploration"),  # last play of x1: the end
-        ("u1", "b", 9, 200_000, 200_000, False, "s1", 0, "playlist"),  # organic: not in the log
-        ("u2", "a", 9, 50_000, 200_000, False, "x2", 0, "exploration"),
+        ("u1", "a", 0, 200_000, 200_000, False, "x1", 0),
+        ("u1", "b", 4, 10_000, 200_000, True, "x1", 1),
+        ("u1", "b", 9, 200_000, 200_000, False, "s1", 0),
+        ("u2", "a", 9, 50_000, 200_000, False, "x2", 0),
     ]
-    events = _events(spark, [p[:8] for p in plays])  # the helper leaves context_type null
-    events = events.withColumn("context_type", F.when(F.col("session_id") == "s1", "playlist").otherwise("exploration"))
+    served = {"x1": "exploration:2", "x2": "exploration:3"}
+    events = _events(spark, plays)  # the helper leaves context_type / context_id null
+    session = F.col("session_id")
+    return events.withColumns(
+        {
+            "context_type": F.when(session == "s1", "playlist").otherwise("exploration"),
+            "context_id": F.when(session == "x1", served["x1"]).when(session == "x2", served["x2"]),
+        }
+    )
+
+
+def test_exploration_log_keeps_the_shuffled_sessions_with_their_censored_end(spark: SparkSession) -> None:
+    cfg = RlConfig(listen_threshold_s=30.0, completion_fraction=0.9)
+    events = _exploration_events(spark)
     tracks = _tracks(spark, [("a", 200_000, 0.1, 0.2, 0.3, 0.4, 120.0), ("b", 200_000, 0.1, 0.2, 0.3, 0.4, 90.0)])
     got = exploration_log(events, tracks, cfg).drop("ts")
     expected = spark.createDataFrame(
         [
             ("u1", "x1", 1, "a", 1.0, 1, 0, 1, 0),
-            ("u1", "x1", 2, "b", 0.05, 0, 1, 0, 1),
-            ("u2", "x2", 1, "a", 0.25, 0, 0, 1, 1),
+            ("u1", "x1", 2, "b", 0.05, 0, 1, 0, 0),  # the last served track: the list ran out, no end
+            ("u2", "x2", 1, "a", 0.25, 0, 0, 1, 1),  # left after 1 of 3 served tracks
         ],
         "user_id string, session_id string, position int, track_id string, completion double, "
         "label_completed int, label_skipped int, label_listened int, label_ended int",
     )
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
     assert got.columns == [c for c in EXPLORATION_SESSIONS.schema.fieldNames() if c != "ts"]
+    # Training rows: with ended_from="exploration" only the log's sessions carry an end label.
+    rows = training_rows(events, tracks, cfg, ended_from="exploration").select("session_id", "position", "label_ended")
+    assert sorted(tuple(r) for r in rows.collect()) == [
+        ("s1", 1, None),
+        ("x1", 1, 0),
+        ("x1", 2, 0),
+        ("x2", 1, 1),
+    ]
+    every_last = training_rows(events, tracks, cfg).select("session_id", "position", "label_ended")
+    assert sorted(tuple(r) for r in every_last.collect()) == [("s1", 1, 1), ("x1", 1, 0), ("x1", 2, 1), ("x2", 1, 1)]
 
 
 def test_training_rows_use_only_earlier_sessions(spark: SparkSession) -> None:
@@ -332,6 +355,10 @@ def test_termination_head_learns_when_the_listener_leaves_and_drives_the_simulat
         user_model_max_epochs=30, user_model_patience=4, user_model_batch_size=128, seed=3, termination="learned"
     )
     train, validation = (with_ends(planted_skip_data(n, seed=s)[0]) for n, s in ((3000, 1), (500, 2)))
+    # 40% of the training rows carry no end label (organic sessions beside an exploration log): the
+    # termination head must learn from the rest (a NaN in its loss would ruin the fit).
+    assert train.ended is not None
+    train.ended[np.random.default_rng(0).random(len(train)) < 0.4] = np.nan
     test = with_ends(planted_skip_data(1000, seed=3)[0])
     model = train_user_model(train, validation, FeatureLayout(), cfg)
     assert model.has_termination

@@ -14,7 +14,8 @@ track at a given point of a session. Its inputs come in three blocks, each a lis
 Labels: ``label_completed`` (played to ``completion_fraction`` of its length), ``label_skipped`` (the
 event's skip flag; where a source has none, "not listened past ``listen_threshold_s``", Spotify's 30 s
 stream rule), ``label_listened`` (played more than ``listen_threshold_s`` seconds); ``label_ended`` (the
-session's last play: the learned termination head's label).
+learned termination head's label: the session's last play, or, from the exploration log, a last play before
+the last served track, and no label on organic sessions).
 
 Everything here is a pure ``DataFrame -> DataFrame`` transform; reading and writing tables is in
 :mod:`spotrec.steps.rl`.
@@ -23,6 +24,7 @@ Everything here is a pure ``DataFrame -> DataFrame`` transform; reading and writ
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -178,9 +180,32 @@ def exploration_log(events: DataFrame, tracks: DataFrame, cfg: RlConfig) -> Data
         user_id, session_id, position, ts, track_id, completion, label_completed, label_skipped,
         label_listened, label_ended.
     """
-    plays = labelled_plays(events.where(F.col(C.CONTEXT_TYPE) == C.EXPLORATION_CONTEXT), tracks, cfg)
+    explore = events.where(F.col(C.CONTEXT_TYPE) == C.EXPLORATION_CONTEXT)
+    plays = labelled_plays(explore, tracks, cfg).join(_served_lengths(explore), [C.USER_ID, C.SESSION_ID], "left")
     last_position = F.max(C.POSITION).over(Window.partitionBy(C.USER_ID, C.SESSION_ID))
-    return plays.withColumn(LABEL_ENDED, (F.col(C.POSITION) == last_position).cast("int"))
+    return plays.withColumn(LABEL_ENDED, _ended_label(last_position)).drop(SERVED)
+
+
+SERVED = "_served"
+
+
+def _served_lengths(explore: DataFrame) -> DataFrame:
+    """Per exploration session: how many tracks were served (``context_id`` ``exploration:<n>``; null when
+    the log does not say)."""
+    n = F.regexp_extract(F.col(C.CONTEXT_ID), rf"^{C.EXPLORATION_CONTEXT}:(\d+)$", 1)
+    return (
+        explore.where(F.col(C.SESSION_ID).isNotNull())
+        .groupBy(C.USER_ID, C.SESSION_ID)
+        .agg(F.max(F.when(n != "", n.cast("int"))).alias(SERVED))
+    )
+
+
+def _ended_label(last_position: Column) -> Column:
+    """1 on the session's last play, unless that play was the last track served (censored: the list ran
+    out, the listener did not leave); with an unknown served length every last play counts."""
+    last = F.col(C.POSITION) == last_position
+    censored = F.col(SERVED).isNotNull() & (last_position >= F.col(SERVED))
+    return (last & ~censored).cast("int")
 
 
 # --- track features -------------------------------------------------------------------------------
@@ -290,6 +315,7 @@ def training_rows(
     user_vector_dim: int = 0,
     track_vectors: DataFrame | None = None,
     track_vector_dim: int = 0,
+    ended_from: Literal["all", "exploration"] = "all",
 ) -> DataFrame:
     """Per (user, session, position): history-only user context, track features, session context, labels.
 
@@ -304,6 +330,9 @@ def training_rows(
         user_vector_dim: length of those vectors.
         track_vectors: optional ``(track_id, vector)`` track embeddings; missing tracks get zeros.
         track_vector_dim: length of those vectors.
+        ended_from: ``all``: ``label_ended`` is 1 on every session's last play; ``exploration``: only the
+            exploration log's sessions get the label (1 on a last play before the last served track,
+            0 elsewhere), the organic ones null (the termination head skips them).
 
     Returns:
         user_id, session_id, session_start, position, track_id, the ``u_*``, ``t_*``, ``c_*`` columns of
@@ -330,9 +359,17 @@ def training_rows(
     )
     run_before = F.col(C.POSITION) - 1 - F.coalesce(last_not_skipped, F.lit(0))
     last_position = F.max(C.POSITION).over(Window.partitionBy(C.USER_ID, C.SESSION_ID))
+    if ended_from == "exploration":
+        # Only the exploration log says why a session ended (its served length); organic sessions mostly
+        # end when their playlist or album runs out, which is not the listener leaving: no label there.
+        explore = events.where(F.col(C.CONTEXT_TYPE) == C.EXPLORATION_CONTEXT)
+        plays = plays.join(_served_lengths(explore), [C.USER_ID, C.SESSION_ID], "left")
+        ended = F.when(F.col(SERVED).isNotNull(), _ended_label(last_position))
+    else:
+        ended = (F.col(C.POSITION) == last_position).cast("int")
     context = plays.select(
         "*",
-        (F.col(C.POSITION) == last_position).cast("int").alias(LABEL_ENDED),
+        ended.alias(LABEL_ENDED),
         F.least(F.col(C.POSITION).cast("double") / cfg.max_position, F.lit(1.0)).alias("c_position"),
         (F.least(run_before, F.lit(SKIP_RUN_CAP)).cast("double") / SKIP_RUN_CAP).alias("c_consecutive_skips"),
     )

@@ -351,7 +351,10 @@ def _loss(net: SequentialUserModelNet, t: dict[str, torch.Tensor]) -> torch.Tens
         return loss
     if "ended" not in t:
         raise ValueError("rl.termination: learned needs the label_ended column in the training rows")
-    end = bce(net.end(torch.cat([hid, t["labels"]], dim=-1)).squeeze(-1)[valid], t["ended"][valid])
+    known = valid & ~torch.isnan(t["ended"])  # organic sessions beside an exploration log have no end label
+    if not bool(known.any()):
+        return loss
+    end = bce(net.end(torch.cat([hid, t["labels"]], dim=-1)).squeeze(-1)[known], t["ended"][known])
     return (len(HEADS) * loss + end) / (len(HEADS) + 1)
 
 
@@ -567,8 +570,10 @@ def compare_user_models(
         for name, probs in predictions.items():
             rows += scores(head, test.labels[:, j], name, probs[:, j])
     if end_predictions and test.ended is not None:
+        known = ~np.isnan(test.ended)  # scored where the end is labelled
         for name, p_end in end_predictions.items():
-            rows += scores("ended", test.ended, name, p_end)
+            if known.any():
+                rows += scores("ended", test.ended[known], name, np.asarray(p_end)[known])
     return pd.DataFrame(rows, columns=["head", "predictor", "metric", "value"])
 
 

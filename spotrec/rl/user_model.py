@@ -196,7 +196,11 @@ def _loss(
     loss = nn.functional.binary_cross_entropy_with_logits(net(user, track, ctx), labels)
     if net.end is None or ended is None:
         return loss
-    end = nn.functional.binary_cross_entropy_with_logits(net.end_logits(user, track, ctx, labels), ended)
+    known = ~torch.isnan(ended)  # rows without an end label (organic sessions beside an exploration log)
+    if not bool(known.any()):
+        return loss
+    logits = net.end_logits(user[known], track[known], ctx[known], labels[known])
+    end = nn.functional.binary_cross_entropy_with_logits(logits, ended[known])
     return (len(HEADS) * loss + end) / (len(HEADS) + 1)
 
 

@@ -186,6 +186,8 @@ def run_playlists(
     # 0. the exploration log (shuffled candidate pools) as its own silver table; the user model trains on it
     # together with the organic sessions
     storage.overwrite(EXPLORATION_SESSIONS, exploration_log(events, tracks, rl))
+    # With an exploration log the termination head learns from it alone (see training_rows' ended_from).
+    has_log = storage.read(EXPLORATION_SESSIONS).limit(1).count() > 0
 
     # 1-2. user model
     rows = training_rows(
@@ -196,6 +198,7 @@ def run_playlists(
         user_vector_dim=dim,
         track_vectors=track_vecs,
         track_vector_dim=dim,
+        ended_from="exploration" if has_log else "all",
     )
     rows = assign_split(pack_features(rows, layout), rl)
     splits = collect_training_split(rows, rl)

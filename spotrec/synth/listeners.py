@@ -191,8 +191,8 @@ def _plan_session(
     shuffle = bool(rng.random() < SHUFFLE_PROBS[context])
     kind = CONTEXT_TYPES[context]
     if kind == C.EXPLORATION_CONTEXT:  # the exploration log: a candidate pool in random order
-        pool = _exploration_pool(rng, prof, cat, cfg.exploration_pool)
-        return _SessionPlan(context, C.EXPLORATION_CONTEXT, True, rng.permutation(pool)[: cfg.exploration_tracks])
+        served = rng.permutation(_exploration_pool(rng, prof, cat, cfg.exploration_pool))[: cfg.exploration_tracks]
+        return _SessionPlan(context, exploration_context_id(len(served)), True, served)
     if kind == "playlist":
         pl = playlists[int(rng.integers(0, len(playlists)))]
         seq = rng.permutation(pl.tracks) if shuffle else pl.tracks
@@ -225,6 +225,13 @@ def _plan_session(
         seq = seq.copy()
         seq[replace] = prof.favourites[rng.integers(0, len(prof.favourites), size=int(replace.sum()))]
     return _SessionPlan(context, context_id, False, seq)
+
+
+def exploration_context_id(served: int) -> str:
+    """``context_id`` of an exploration session that served ``served`` tracks: the log says how many were
+    served, so a session that stopped earlier ended because the listener left (what the termination head
+    learns), and one that played them all says nothing about leaving."""
+    return f"{C.EXPLORATION_CONTEXT}:{served}"
 
 
 def _exploration_pool(rng: np.random.Generator, prof: UserProfile, cat: Catalogue, size: int) -> np.ndarray:
