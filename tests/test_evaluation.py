@@ -16,7 +16,7 @@ from spotrec.errors import SchemaMismatchError
 from spotrec.evaluation import metrics as M
 from spotrec.evaluation.harness import EvalResult, evaluate, format_table, results_frame
 from spotrec.evaluation.recommender import InteractionRecommender, Recommender
-from spotrec.evaluation.split import holdout_split, relevant_items, time_split, time_split_cutoff
+from spotrec.evaluation.split import chosen_plays, holdout_split, relevant_items, time_split, time_split_cutoff
 from spotrec.storage import Storage
 from spotrec.tables import MODEL_METRICS
 
@@ -112,6 +112,19 @@ def test_relevant_items_keeps_unheard_test_tracks_of_training_users(spark: Spark
     )
     expected = _pairs(spark, [("u1", "t3"), ("u2", "t3")])
     assert_df_equality(relevant_items(train, test), expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_chosen_plays_leave_out_the_exploration_log(spark: SparkSession) -> None:
+    test = spark.createDataFrame(
+        [("u1", "t1", "playlist"), ("u1", "t2", "exploration"), ("u2", "t3", None)],
+        "user_id string, track_id string, context_type string",
+    )
+    expected = spark.createDataFrame(
+        [("u1", "t1", "playlist"), ("u2", "t3", None)], "user_id string, track_id string, context_type string"
+    )
+    assert_df_equality(chosen_plays(test), expected, ignore_row_order=True, ignore_nullable=True)
+    pairs = _pairs(spark, [("u1", "t2")])  # no context_type: every play counts
+    assert chosen_plays(pairs) is pairs
 
 
 # --- ranking metrics -------------------------------------------------------------------------------

@@ -102,6 +102,17 @@ def holdout_split(interactions: DataFrame, *, fraction: float = 0.2, seed: int =
     return train, test
 
 
+def chosen_plays(test: DataFrame) -> DataFrame:
+    """The test plays the listener chose: all but the exploration log's (``context_type`` ``exploration``,
+    candidates an experiment served in random order). A Discover Weekly hit is a new track the user went on
+    to play; a track a shuffled experiment put in front of them says nothing about that, so those plays stay
+    in training (they are listening history) but are not test targets. Frames without ``context_type``
+    pass unchanged."""
+    if C.CONTEXT_TYPE not in test.columns:
+        return test
+    return test.where(F.col(C.CONTEXT_TYPE).isNull() | (F.col(C.CONTEXT_TYPE) != C.EXPLORATION_CONTEXT))
+
+
 def relevant_items(train: DataFrame, test: DataFrame) -> DataFrame:
     """The test (user, track) pairs that count as hits: tracks the user did not play in train.
 

@@ -15,7 +15,7 @@ from spotrec.config import Config
 from spotrec.evaluation.baselines import CooccurrenceRecommender, PopularityRecommender
 from spotrec.evaluation.harness import EvalResult, evaluate, format_table, results_frame
 from spotrec.evaluation.recommender import Recommender
-from spotrec.evaluation.split import holdout_split, relevant_items, time_split
+from spotrec.evaluation.split import chosen_plays, holdout_split, relevant_items, time_split
 from spotrec.features.interactions import build_interactions, with_indexes
 from spotrec.steps.base import StepContext, StepResult
 from spotrec.storage import Storage
@@ -31,7 +31,7 @@ def time_split_interactions(storage: Storage, cfg: Config, test_days: int = 7): 
     train = with_indexes(
         build_interactions(train_events, weights=cfg.matrix), storage.read(USER_INDEX), storage.read(TRACK_INDEX)
     ).cache()
-    relevant = relevant_items(train, test_events.select(C.USER_ID, C.TRACK_ID)).cache()
+    relevant = relevant_items(train, chosen_plays(test_events).select(C.USER_ID, C.TRACK_ID)).cache()
     return train, relevant
 
 

@@ -20,7 +20,7 @@ from spotrec import columns as C
 from spotrec.columns import METHOD
 from spotrec.config import Config, RnnConfig
 from spotrec.evaluation.harness import EvalResult
-from spotrec.evaluation.split import time_split
+from spotrec.evaluation.split import chosen_plays, time_split
 from spotrec.features.documents import recent_tracks
 from spotrec.rnn.ann import exclusion_tokens, recommend, taste_vectors
 from spotrec.rnn.model import (
@@ -90,8 +90,9 @@ def evaluate_rnn(
     """
     dcfg = cfg.rnn
     k, next_k = cfg.weekly.eval_k, max(dcfg.eval_next_k, cfg.weekly.eval_k)
-    events = storage.read(SILVER_EVENTS).select(*EVENT_COLUMNS)
+    events = storage.read(SILVER_EVENTS).select(*EVENT_COLUMNS, C.CONTEXT_TYPE)
     train, test = time_split(events, test_days=test_days)
+    train, test = train.drop(C.CONTEXT_TYPE), chosen_plays(test).drop(C.CONTEXT_TYPE)
     version = model_version or default_model_version(dcfg)
     out = os.path.join(cfg.storage.artifacts_dir, "rnn", version)
     playlists = storage.read(PLAYLISTS) if dcfg.use_playlists and storage.exists(PLAYLISTS) else None
