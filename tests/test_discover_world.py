@@ -36,6 +36,10 @@ WORLD = GenerateConfig(
     partitions=2,
     bad_row_fraction=0.0,
     seed=11,
+    # The planted world these thresholds were measured on: organic sessions only. With the default
+    # exploration log (10% of sessions: shuffled pools, half random tracks) this sparse world's taste
+    # clusters fall to ARI 0.235 (measured), since 2 weeks give few plays per user to outweigh them.
+    exploration_share=0.0,
 )
 ALS = WeeklyConfig(rank=8, reg_param=0.05, alpha=1.0, max_iter=10, num_blocks=2)
 
