@@ -102,13 +102,11 @@ class SequentialAgentFeatures:
             )
             preds[candidates] = np.column_stack([probs.p_complete, probs.p_skip, probs.p_listen, p_end, seq])
         h = self._response.state(session, history) if self.gru_state else np.zeros(0, np.float32)
-        n = max(len(history.outcomes), 1)
-        skipped = sum(o == 2 for o in history.outcomes) / n
-        completed = sum(o == 0 for o in history.outcomes) / n
-        return preds, np.concatenate([h, [skipped, completed]]).astype(np.float32)
+        return preds, np.concatenate([h, _session_fractions(state)]).astype(np.float32)
 
 
 def _session_fractions(state: SessionState) -> np.ndarray:
+    """The session's (skip fraction, completion fraction) so far (0, 0 before the first play)."""
     outcomes = state.history.outcomes
     n = max(len(outcomes), 1)
     return np.array([sum(o == 2 for o in outcomes) / n, sum(o == 0 for o in outcomes) / n], np.float32)
