@@ -2,7 +2,7 @@
 #   make demo       set up (venv, Java check, Delta JARs), then run the whole pipeline on generated data
 #   make test       set up, then lint, type-check, check the import layers and run the full test suite (CI)
 # and for development:
-#   make test-fast  the unit and model tests only (no end-to-end pipeline, notebook or cluster runs): minutes
+#   make test-fast  the unit and model tests only (no end-to-end pipeline, notebook, cluster or whole-step runs)
 # Both do their own setup through scripts/setup.sh, which reuses one environment per machine.
 SHELL := /bin/bash
 CACHE ?= $(HOME)/.cache/spotrec
@@ -33,7 +33,7 @@ test: lint
 	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 test-fast:
-	$(PY) -m pytest -m "not slow and not cluster" --durations=10 $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not cluster and not integration" --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf warehouse spark-warehouse metastore_db .pytest_cache .mypy_cache

@@ -342,6 +342,7 @@ def _rows(spark: SparkSession, *ids: str) -> DataFrame:
     return spark.createDataFrame([(i, int(i)) for i in ids], _SPEC.schema)
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_merge_that_loses_a_real_delta_commit_race_is_retried(
     spark: SparkSession, storage: Storage, tmp_path: Path
 ) -> None:

@@ -99,6 +99,7 @@ def _one_table(spark: SparkSession, storage: Storage) -> None:
         storage.append(DISCOVER_WEEKLY, spark.createDataFrame(rows, DISCOVER_WEEKLY.schema))
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 @pytest.mark.parametrize("how", [["--log-format", "json"], ["--set", "logging.format=json"]])
 def test_cli_step_logs_json_lines_keyed_by_its_ops_runs_row(
     spark: SparkSession, storage: Storage, config: Config, capsys: pytest.CaptureFixture[str], how: list[str]
@@ -127,6 +128,7 @@ def test_cli_error_in_json_mode_is_one_json_line(config: Config, capsys: pytest.
     assert out["message"].startswith("spotrec maintenance: error: unknown table(s) ['gold.nope']")
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_cli_text_logs_by_default(
     spark: SparkSession, storage: Storage, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -51,6 +51,7 @@ def _three_small_commits(spark: SparkSession, storage: Storage, spec: TableSpec)
         storage.append(spec, spark.createDataFrame(rows, spec.schema))
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_maintenance_compacts_each_partition_vacuums_old_files_and_keeps_the_rows(
     spark: SparkSession, storage: Storage
 ) -> None:
@@ -80,6 +81,7 @@ def test_maintenance_refuses_short_retention_before_touching_anything(spark: Spa
     assert storage.version(_EVENTS) == version
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_maintenance_with_default_retention_compacts_but_keeps_time_travel(
     spark: SparkSession, storage: Storage
 ) -> None:
@@ -138,6 +140,7 @@ def _weekly_rows(spark: SparkSession, storage: Storage) -> None:
         storage.append(DISCOVER_WEEKLY, spark.createDataFrame(rows, DISCOVER_WEEKLY.schema))
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_cli_maintenance_step_compacts_vacuums_and_records_the_run_in_lineage(
     spark: SparkSession, storage: Storage, config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -170,6 +173,7 @@ def test_cli_maintenance_step_compacts_vacuums_and_records_the_run_in_lineage(
     assert json.loads(run["config"])["storage"]["root"] == config.storage.root
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_cli_maintenance_zorder_without_vacuum_keeps_the_old_files(
     spark: SparkSession, storage: Storage, config: Config
 ) -> None:

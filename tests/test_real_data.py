@@ -72,6 +72,7 @@ def _lines(say_into: list[str]):
     return say_into.append
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_extended_folder_takes_audio_and_says_what_it_skipped(spark, storage: Storage, config, tmp_path):
     folder = _extended_folder(tmp_path / "Spotify Extended Streaming History")
     said: list[str] = []
@@ -99,6 +100,7 @@ def test_extended_folder_takes_audio_and_says_what_it_skipped(spark, storage: St
     assert again.read == again.silver_new + again.quarantined + again.duplicates + again.excluded
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_content_all_keeps_podcasts_as_items(spark, storage: Storage, config, tmp_path):
     folder = _extended_folder(tmp_path / "export")
     config.ingest.content = "all"
@@ -108,6 +110,7 @@ def test_content_all_keeps_podcasts_as_items(spark, storage: Storage, config, tm
     assert "episode:E12" in {r[C.TRACK_ID] for r in storage.read(SILVER_EVENTS).collect()}
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_spotify_zip_with_nested_folders_is_read_without_unpacking_by_hand(spark, storage: Storage, config, tmp_path):
     archive = tmp_path / "my_spotify_data.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -147,6 +150,7 @@ def test_folder_without_a_file_of_the_format_says_what_it_holds(tmp_path):
         select_inputs("spotify_extended", str(tmp_path / "d"), work_dir=str(tmp_path / "w"))
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_basic_export_marks_split_podcast_rows_as_episodes(spark, storage: Storage, config, tmp_path):
     folder = tmp_path / "MyData"
     folder.mkdir()
@@ -207,6 +211,7 @@ def test_csv_quoted_field_with_embedded_newline(spark, tmp_path):
     ]
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_csv_malformed_line_is_quarantined_with_its_line_number(spark, storage: Storage, config, tmp_path):
     path = tmp_path / "plays.csv"
     path.write_text(

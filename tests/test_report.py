@@ -108,6 +108,7 @@ for (const f of document.querySelectorAll('figure.chart')) { const i = f.querySe
 f.setAttribute('data-drawn', String(i.complete && i.naturalWidth > 100)); } });</script>"""
 
 
+@pytest.mark.integration  # a whole step over Delta tables: in make test, not make test-fast
 def test_every_chart_draws_in_headless_chromium(spark: SparkSession, report_tables: Storage, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
