@@ -517,6 +517,9 @@ class RlConfig(_Section):
     """Upper bound on user model epochs (early stopping usually ends training sooner)."""
     user_model_patience: int = 4
     """Stop after this many epochs without a better validation log-loss; the best epoch is kept."""
+    user_model_ensemble: int = Field(default=1, ge=1)
+    """MLP user models trained alike from seeds ``seed, seed + 1, ...``; the model answers with their mean
+    probability (:class:`spotrec.rl.user_model.UserModelEnsemble`). 1: a single MLP, as before."""
     termination: Literal["rule", "learned"] = "rule"
     """How the learned simulator ends a session: ``rule`` (``quit_after_skips`` / ``quit_probability``)
     or ``learned`` (the user model gets a fourth head, P(this play is the session's last | outcome), trained

@@ -387,3 +387,29 @@ def test_termination_head_learns_when_the_listener_leaves_and_drives_the_simulat
     check_env(env, skip_render_check=True)
     with pytest.raises(ValueError, match="label_ended"):
         train_user_model(planted_skip_data(50, 4)[0], planted_skip_data(50, 5)[0], layout, cfg)
+
+
+def test_ensemble_averages_seeded_members_beats_their_mean_log_loss_and_round_trips(tmp_path) -> None:
+    """Three members from seeds 3, 4, 5: each is the single model of its seed, they differ, and the ensemble
+    (mean probability) has a held-out log-loss no worse than its members' average (convexity)."""
+    base = RlConfig(user_model_max_epochs=4, user_model_patience=2, user_model_batch_size=128, seed=3)
+    train, _ = planted_skip_data(1500, seed=1)
+    validation, _ = planted_skip_data(300, seed=2)
+    test, _ = planted_skip_data(600, seed=3)
+    ensemble = train_user_model(train, validation, FeatureLayout(), base.model_copy(update={"user_model_ensemble": 3}))
+    singles = [
+        train_user_model(train, validation, FeatureLayout(), base.model_copy(update={"seed": s})) for s in (3, 4, 5)
+    ]
+    member_probs = [m.predict(test) for m in singles]
+    assert not np.allclose(member_probs[0], member_probs[1])  # different seeds, different fits
+    probs = ensemble.predict(test)
+    np.testing.assert_allclose(probs, np.mean(member_probs, axis=0), rtol=1e-5, atol=1e-6)
+    for head in range(len(HEADS)):
+        members = np.mean([log_loss(test.labels[:, head], p[:, head]) for p in member_probs])
+        assert log_loss(test.labels[:, head], probs[:, head]) <= members + 1e-9
+    assert {row["member"] for row in ensemble.history} == {0.0, 1.0, 2.0}
+
+    path = save_user_model(ensemble, tmp_path / "user_model")
+    loaded = load_user_model(path)
+    assert loaded.version == ensemble.version
+    np.testing.assert_allclose(loaded.predict(test), probs, rtol=1e-6)

@@ -30,8 +30,8 @@ from spotrec.rl.planning import AgentFeatures, SessionAgentFeatures, augment
 from spotrec.rl.q_network import QNetwork, greedy_action, obs_tensors, q_network
 from spotrec.rl.user_model import (
     LearnedUserModel,
-    UserModelNet,
     model_version,
+    new_user_model_net,
     user_model_from_payload,
     user_model_payload,
 )
@@ -239,7 +239,6 @@ def load_policy(path: str | Path) -> tuple[TrainedAgent, LearnedUserModel | None
     layout = FeatureLayout.from_dict(payload["layout"])
     # Checkpoints from before the reward prior and the dueling streams had neither: load them as trained.
     cfg = RlConfig.from_dict(LEGACY_Q_SETTINGS | payload["config"])
-    termination = cfg.termination == "learned"
     um = None if payload["user_model"] is None else user_model_from_payload(payload["user_model"])
     features = None
     if payload.get("agent_features") is not None:
@@ -248,7 +247,7 @@ def load_policy(path: str | Path) -> tuple[TrainedAgent, LearnedUserModel | None
         features = SessionAgentFeatures.from_spec(payload["agent_features"], um)
         q = q_network(layout, cfg, None, n_predictions=features.n_predictions, with_end=features.quit_prior)
     else:
-        inner = UserModelNet(layout, cfg.user_model_hidden, termination) if payload.get("q_uses_user_model") else None
+        inner = new_user_model_net(layout, cfg) if payload.get("q_uses_user_model") else None
         q = q_network(layout, cfg, inner)
     q.load_state_dict(payload["q_state_dict"])
     q.eval()

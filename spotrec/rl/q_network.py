@@ -15,7 +15,7 @@ from torch import nn
 
 from spotrec.config import RlConfig
 from spotrec.rl.features import FeatureLayout
-from spotrec.rl.user_model import COMPLETED, HEADS, LISTENED, UserModelNet
+from spotrec.rl.user_model import COMPLETED, HEADS, LISTENED, UserNet
 
 END_COLUMN = 3
 """Column of a caller-computed prediction block holding P(the session ends after the track), when it has one
@@ -49,7 +49,7 @@ class QNetwork(nn.Module):
         self,
         layout: FeatureLayout,
         hidden: Sequence[int],
-        user_model: UserModelNet | None = None,
+        user_model: UserNet | None = None,
         reward_prior: Sequence[float] | None = None,
         dueling: bool = False,
         action_inputs: str = "all",
@@ -160,7 +160,7 @@ def _mlp(width: int, hidden: Sequence[int], zero_last: bool) -> nn.Sequential:
 def q_network(
     layout: FeatureLayout,
     cfg: RlConfig,
-    user_model: UserModelNet | None,
+    user_model: UserNet | None,
     n_predictions: int = 0,
     with_end: bool = False,
 ) -> QNetwork:

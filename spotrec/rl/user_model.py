@@ -126,11 +126,62 @@ class UserModelNet(nn.Module):
         return self.end(torch.cat([hidden, outcome], dim=-1)).squeeze(-1)
 
 
+class UserModelEnsemble(nn.Module):
+    """Several :class:`UserModelNet` trained alike from different seeds; answers with their mean probability.
+
+    One MLP's fit varies with its seed (on the long-term world the held-out AUC of the completion head moved
+    from 0.822 to 0.800 between two seeds), and the simulator, the greedy baseline and the agent's reward
+    prior all inherit that draw. The mean probability damps it, and can only lower the log-loss against
+    any labels (log-loss is convex in the probability), so the ensemble is never worse on that score than
+    its average member. It returns the logit of the mean, so callers keep using logits.
+    """
+
+    def __init__(self, members: Sequence[UserModelNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    @property
+    def end(self) -> nn.Module | None:
+        """The first member's termination head (all members have one, or none does)."""
+        first: UserModelNet = self.members[0]  # type: ignore[assignment]
+        return first.end
+
+    def forward(self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Logits of the members' mean probabilities, shape (n, 3)."""
+        probs = torch.stack([torch.sigmoid(m(user, track, context)) for m in self.members]).mean(dim=0)
+        return torch.logit(probs, eps=EPS)
+
+    def end_logits(
+        self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor, outcome: torch.Tensor
+    ) -> torch.Tensor:
+        """Logits of the members' mean termination probabilities, shape (n,)."""
+        probs = torch.stack(
+            [torch.sigmoid(m.end_logits(user, track, context, outcome)) for m in self.members]  # type: ignore[operator]
+        ).mean(dim=0)
+        return torch.logit(probs, eps=EPS)
+
+
+UserNet = UserModelNet | UserModelEnsemble
+"""What a :class:`LearnedUserModel` runs: one MLP or an ensemble of them (``rl.user_model_ensemble``)."""
+
+
+def new_user_model_net(layout: FeatureLayout, cfg: RlConfig) -> UserNet:
+    """An untrained net of the shape ``cfg`` asks for (a checkpoint's state dict loads into it)."""
+    termination = cfg.termination == "learned"
+    if cfg.user_model_ensemble == 1:
+        return UserModelNet(layout, cfg.user_model_hidden, termination=termination)
+    return UserModelEnsemble(
+        [UserModelNet(layout, cfg.user_model_hidden, termination=termination) for _ in range(cfg.user_model_ensemble)]
+    )
+
+
 @dataclass
 class LearnedUserModel:
     """A trained user model with its feature layout and version; answers in numpy."""
 
-    net: UserModelNet
+    net: UserNet
     layout: FeatureLayout
     cfg: RlConfig
     version: str = ""
@@ -185,7 +236,7 @@ def _tensors(data: UserModelData) -> tuple[torch.Tensor, ...]:
 
 
 def _loss(
-    net: UserModelNet,
+    net: UserNet,
     user: torch.Tensor,
     track: torch.Tensor,
     ctx: torch.Tensor,
@@ -204,7 +255,7 @@ def _loss(
     return (len(HEADS) * loss + end) / (len(HEADS) + 1)
 
 
-def _ended(data: UserModelData, net: UserModelNet) -> torch.Tensor | None:
+def _ended(data: UserModelData, net: UserNet) -> torch.Tensor | None:
     if net.end is None:
         return None
     if data.ended is None:
@@ -213,7 +264,7 @@ def _ended(data: UserModelData, net: UserModelNet) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def _mean_loss(net: UserModelNet, data: UserModelData) -> float:
+def _mean_loss(net: UserNet, data: UserModelData) -> float:
     user, track, ctx, labels = _tensors(data)
     net.eval()
     return float(_loss(net, user, track, ctx, labels, _ended(data, net)))
@@ -224,16 +275,34 @@ def train_user_model(
 ) -> LearnedUserModel:
     """Fit the three heads jointly (mean BCE) with Adam; keep the epoch with the best validation loss.
 
-    Stops early after ``cfg.user_model_patience`` epochs without improvement. Seeded by ``cfg.seed``.
+    Stops early after ``cfg.user_model_patience`` epochs without improvement. Seeded by ``cfg.seed``. With
+    ``cfg.user_model_ensemble`` > 1, fits that many members alike from seeds ``seed, seed + 1, ...`` and
+    returns their :class:`UserModelEnsemble` (the history rows carry each one's ``member`` index).
     """
     if len(train) == 0 or len(validation) == 0:
         raise ValueError(f"user model needs train and validation rows; got {len(train)} and {len(validation)}")
-    torch.manual_seed(cfg.seed)
+    fits = [_fit_member(train, validation, layout, cfg, cfg.seed + i) for i in range(cfg.user_model_ensemble)]
+    net: UserNet = fits[0][0] if len(fits) == 1 else UserModelEnsemble([member for member, _ in fits])
+    history = [
+        {**row, "member": float(i)} if len(fits) > 1 else row for i, (_, rows) in enumerate(fits) for row in rows
+    ]
+    if len(fits) > 1:
+        log.info("user_model ensemble of %d: val loss %.4f", len(fits), _mean_loss(net, validation))
+    model = LearnedUserModel(net=net, layout=layout, cfg=cfg, history=history)
+    model.version = model_version(net, layout, cfg, prefix="um")
+    return model
+
+
+def _fit_member(
+    train: UserModelData, validation: UserModelData, layout: FeatureLayout, cfg: RlConfig, seed: int
+) -> tuple[UserModelNet, list[dict[str, float]]]:
+    """One MLP fitted from ``seed`` with early stopping: its best epoch's weights and the per-epoch log."""
+    torch.manual_seed(seed)
     net = UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
     opt = torch.optim.Adam(net.parameters(), lr=cfg.user_model_lr, weight_decay=cfg.user_model_weight_decay)
     user, track, ctx, labels = _tensors(train)
     ended = _ended(train, net)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seed)
     best_loss, best_state, best_epoch, stale = float("inf"), copy.deepcopy(net.state_dict()), 0, 0
     history: list[dict[str, float]] = []
     for epoch in range(1, cfg.user_model_max_epochs + 1):
@@ -268,9 +337,7 @@ def train_user_model(
             log.info("user_model early stop at epoch %d; keeping epoch %d", epoch, best_epoch)
             break
     net.load_state_dict(best_state)
-    model = LearnedUserModel(net=net, layout=layout, cfg=cfg, history=history)
-    model.version = model_version(net, layout, cfg, prefix="um")
-    return model
+    return net, history
 
 
 # --- versioned checkpoints ------------------------------------------------------------------------
@@ -300,7 +367,7 @@ def user_model_payload(model: LearnedUserModel) -> dict[str, Any]:
 def user_model_from_payload(payload: dict[str, Any]) -> LearnedUserModel:
     layout = FeatureLayout.from_dict(payload["layout"])
     cfg = RlConfig.from_dict(payload["config"])
-    net = UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
+    net = new_user_model_net(layout, cfg)
     net.load_state_dict(payload["state_dict"])
     net.eval()
     return LearnedUserModel(net=net, layout=layout, cfg=cfg, version=payload["version"], history=payload["history"])
