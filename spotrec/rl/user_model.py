@@ -150,17 +150,18 @@ class UserModelEnsemble(nn.Module):
 
     def forward(self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Logits of the members' mean probabilities, shape (n, 3)."""
-        probs = torch.stack([torch.sigmoid(m(user, track, context)) for m in self.members]).mean(dim=0)
-        return torch.logit(probs, eps=EPS)
+        return _mean_logit([m(user, track, context) for m in self.members])
 
     def end_logits(
         self, user: torch.Tensor, track: torch.Tensor, context: torch.Tensor, outcome: torch.Tensor
     ) -> torch.Tensor:
         """Logits of the members' mean termination probabilities, shape (n,)."""
-        probs = torch.stack(
-            [torch.sigmoid(m.end_logits(user, track, context, outcome)) for m in self.members]  # type: ignore[operator]
-        ).mean(dim=0)
-        return torch.logit(probs, eps=EPS)
+        return _mean_logit([m.end_logits(user, track, context, outcome) for m in self.members])  # type: ignore[operator]
+
+
+def _mean_logit(logits: list[torch.Tensor]) -> torch.Tensor:
+    """The logit of the mean of the members' probabilities."""
+    return torch.logit(torch.stack([torch.sigmoid(x) for x in logits]).mean(dim=0), eps=EPS)
 
 
 UserNet = UserModelNet | UserModelEnsemble
@@ -169,12 +170,14 @@ UserNet = UserModelNet | UserModelEnsemble
 
 def new_user_model_net(layout: FeatureLayout, cfg: RlConfig) -> UserNet:
     """An untrained net of the shape ``cfg`` asks for (a checkpoint's state dict loads into it)."""
-    termination = cfg.termination == "learned"
     if cfg.user_model_ensemble == 1:
-        return UserModelNet(layout, cfg.user_model_hidden, termination=termination)
-    return UserModelEnsemble(
-        [UserModelNet(layout, cfg.user_model_hidden, termination=termination) for _ in range(cfg.user_model_ensemble)]
-    )
+        return _member_net(layout, cfg)
+    return UserModelEnsemble([_member_net(layout, cfg) for _ in range(cfg.user_model_ensemble)])
+
+
+def _member_net(layout: FeatureLayout, cfg: RlConfig) -> UserModelNet:
+    """One untrained MLP of the configured shape."""
+    return UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
 
 
 @dataclass
@@ -298,7 +301,7 @@ def _fit_member(
 ) -> tuple[UserModelNet, list[dict[str, float]]]:
     """One MLP fitted from ``seed`` with early stopping: its best epoch's weights and the per-epoch log."""
     torch.manual_seed(seed)
-    net = UserModelNet(layout, cfg.user_model_hidden, termination=cfg.termination == "learned")
+    net = _member_net(layout, cfg)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.user_model_lr, weight_decay=cfg.user_model_weight_decay)
     user, track, ctx, labels = _tensors(train)
     ended = _ended(train, net)
